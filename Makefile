@@ -1,0 +1,32 @@
+# Two commands do all the set-up on a fresh Debian/Ubuntu machine with Python 3.11 or 3.12:
+#   make demo   creates .venv, installs volcast, runs the demo on bundled real recordings
+#   make test   creates .venv, installs the dev extras, runs the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell for p in python3.12 python3.11 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] < (3, 13))' 2>/dev/null && echo $$p && break; done)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "volcast needs Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for newer)" >&2; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip setuptools wheel
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/volcast demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules connectors model flows tests
+
+bench: $(STAMP)
+	$(BIN)/volcast bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

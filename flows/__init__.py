@@ -1,0 +1,4 @@
+"""The composition root: Bytewax dataflows, CLI, config and metrics.
+
+The only package that imports bytewax.
+"""

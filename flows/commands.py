@@ -1,0 +1,214 @@
+"""The body of each ``volcast`` command (argument parsing lives in ``flows.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from connectors.events import encode_event
+from connectors.io.ws import run_session
+from connectors.record.writer import RecordingWriter
+from connectors.replay.server import ReplayServer
+from connectors import inspect as inspect_mod
+from flows.config import AppConfig, FeedConfig, default_live_config, load_config
+from flows.records import human_line
+from flows.runner import run_daemon
+from flows.sinks import JsonlSink, StdoutSink
+from flows.sources import build_protocol
+
+log = logging.getLogger("volcast")
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "binance" / "hftbacktest"
+
+
+def demo_recordings() -> list[Path]:
+    """The bundled real recordings: Binance spot and USD-M BTC/ETH, 2024-08-08/09."""
+    files = sorted(DATA_DIR.glob("*/*.gz"))
+    if not files:
+        raise FileNotFoundError(f"bundled recordings missing under {DATA_DIR}")
+    return files
+
+
+def _sinks(args: argparse.Namespace) -> list:
+    sinks: list = []
+    if args.out:
+        sinks.append(JsonlSink(args.out))
+    if not args.quiet:
+        sinks.append(StdoutSink(render=None if args.json else human_line))
+    return sinks
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config) if args.config else default_live_config()
+    cfg = msgspec.structs.replace(
+        cfg, metrics_port=args.metrics_port if args.metrics_port is not None else cfg.metrics_port,
+        metrics_host=args.metrics_host,
+    )
+    run_daemon(cfg, _sinks(args), duration_s=args.duration)
+    return 0
+
+
+class ReplayThread:
+    """A replay server on its own event loop in a background thread."""
+
+    def __init__(self, paths: list[Path], speed: float, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ReplayServer([str(p) for p in paths], host=host, port=port, speed=speed)
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="replay-server", daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._server.start())
+        except BaseException as exc:  # reported to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._server.close())
+
+    def start(self) -> int:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self._server.port
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+
+
+def demo_config(port: int, args: argparse.Namespace) -> AppConfig:
+    base = f"127.0.0.1:{port}"
+    return AppConfig(
+        feeds=(
+            FeedConfig(market="spot", symbols=("BTCUSDT", "ETHUSDT"),
+                       ws_url=f"ws://{base}/spot", rest_url=f"http://{base}/spot"),
+            FeedConfig(market="usdm", symbols=("BTCUSDT", "ETHUSDT"), depth_stream="depth@0ms",
+                       trade_stream="trade", ws_url=f"ws://{base}/usdm", rest_url=f"http://{base}/usdm"),
+        ),
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
+    )
+
+
+def demo(args: argparse.Namespace) -> int:
+    replay = ReplayThread(demo_recordings(), speed=args.speed)
+    port = replay.start()
+    log.info("replay server on 127.0.0.1:%d at speed %g; Ctrl-C stops", port, args.speed)
+    try:
+        run_daemon(demo_config(port, args), _sinks(args), duration_s=args.duration)
+    finally:
+        replay.stop()
+    return 0
+
+
+def replay_server(args: argparse.Namespace) -> int:
+    replay = ReplayThread([Path(p) for p in args.paths], speed=args.speed, host=args.host, port=args.port)
+    port = replay.start()
+    print(f"replay server listening on ws://{args.host}:{port}", flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        replay.stop()
+    return 0
+
+
+def _feed_for(args: argparse.Namespace, ws_url: str | None, rest_url: str | None) -> FeedConfig:
+    return FeedConfig(
+        market=args.market,
+        symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
+        ws_url=ws_url,
+        rest_url=rest_url,
+    )
+
+
+def record(args: argparse.Namespace) -> int:
+    feed = _feed_for(args, args.ws_url, args.rest_url)
+    proto = build_protocol(feed, book_view_depth=None)
+    with RecordingWriter(
+        Path(args.out),
+        venue=feed.name,
+        market=feed.market,
+        symbols=list(feed.symbols),
+        rotate_bytes=int(args.rotate_mb * 1e6),
+        rotate_seconds=args.rotate_minutes * 60,
+    ) as writer:
+        asyncio.run(_session(proto, feed, on_frame=writer.write, duration=args.duration))
+    return 0
+
+
+def tap(args: argparse.Namespace) -> int:
+    rest = args.rest_url or (args.url.replace("ws://", "http://").replace("wss://", "https://") if args.url else None)
+    feed = _feed_for(args, args.url, rest)
+    proto = build_protocol(feed, book_view_depth=None)
+    remaining = [args.count]
+    out = sys.stdout
+
+    async def on_events(events: list) -> None:
+        for ev in events:
+            out.write(encode_event(ev).decode() if args.json else repr(ev))
+            out.write("\n")
+            if remaining[0] is not None:
+                remaining[0] -= 1
+                if remaining[0] <= 0:
+                    raise _Enough
+        out.flush()
+
+    try:
+        asyncio.run(_session(proto, feed, on_events=on_events))
+    except _Enough:
+        out.flush()
+    return 0
+
+
+class _Enough(Exception):
+    """``tap --count N`` has printed N events."""
+
+
+async def _session(proto: Any, feed: FeedConfig, *, on_events=None, on_frame=None, duration=None) -> None:
+    stop = asyncio.Event()
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, stop.set)
+
+    async def ignore(_events: list) -> None:
+        return None
+
+    await run_session(
+        proto,
+        ws_url=proto.stream_url(feed.ws_url),
+        rest_base=feed.rest_url or proto.rest_base,
+        on_events=on_events or ignore,
+        on_frame=on_frame,
+        stop=stop,
+    )
+
+
+def inspect(args: argparse.Namespace) -> int:
+    report = inspect_mod.inspect_files([Path(f) for f in args.files], venue=args.venue)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(inspect_mod.render_text(report))
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    from flows import bench as bench_mod
+
+    results = bench_mod.run_all(quick=args.quick)
+    print(json.dumps(results, indent=2) if args.json else bench_mod.render_text(results))
+    return 0

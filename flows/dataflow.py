@@ -1,0 +1,181 @@
+"""The volcast dataflow: feeds -> per-instrument features -> per-underlying forecasts -> sinks.
+
+::
+
+    feed partitions (one per websocket group)
+      -> key by instrument -> FeatureBuilder (validated book views, BBO, trades)
+      -> key by underlying -> forecasters (baselines now, the attention model later)
+      -> forecast records -> JSONL / stdout sinks, Prometheus gauges
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Iterable
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import FixedPartitionedSink, Sink
+
+from connectors.events import Event, FeedStatus
+from flows import metrics
+from flows.config import AppConfig
+from flows.records import SCHEMA, iso, record_id
+from flows.sources import FeedSource
+from model.features import FeatureBuilder, FeatureRow
+from model.baselines.ewma import EWMA
+from model.baselines.har import HARRV
+from model.forecaster import Forecaster
+
+
+class _InstrumentState:
+    """Keyed state of one instrument: the feature builder and book-state bookkeeping."""
+
+    def __init__(self, instrument_id: str, cfg: AppConfig) -> None:
+        self.builder = FeatureBuilder(instrument_id, cadence_ns=cfg.cadence_ns, book_depth=cfg.book_depth)
+        self.book_state = "buffering"
+
+
+def _feature_step(
+    state: _InstrumentState | None, ev: Event, cfg: AppConfig
+) -> tuple[_InstrumentState, list[tuple[FeatureRow, int]]]:
+    if state is None:
+        state = _InstrumentState(ev.instrument_id, cfg)
+    if isinstance(ev, FeedStatus):
+        _track_book_state(state, ev)
+    rows = state.builder.on_event(ev)
+    return state, [(row, ev.ts_recv_ns) for row in rows]
+
+
+def _track_book_state(state: _InstrumentState, ev: FeedStatus) -> None:
+    iid = ev.instrument_id
+    if ev.state == "gap":
+        metrics.BOOK_GAPS.labels(iid).inc()
+    if state.book_state == "synced" and ev.state != "synced":
+        metrics.BOOK_RESYNCS.labels(iid).inc()
+    state.book_state = ev.state
+    metrics.set_book_state(iid, ev.state)
+
+
+class _UnderlyingState:
+    """Keyed state of one underlying: its forecasters and the freshness of its inputs."""
+
+    def __init__(self, underlying: str, instruments: tuple[str, ...], cfg: AppConfig) -> None:
+        self.underlying = underlying
+        self.primary = instruments[0]
+        # Preference order: the first method with an ok forecast fills each horizon.
+        self.forecasters: list[Forecaster] = [HARRV(cadence_ns=cfg.cadence_ns), EWMA(cadence_ns=cfg.cadence_ns)]
+        self.inputs: dict[str, dict[str, Any]] = {
+            iid: {"synced": False, "last_ts_ns": None} for iid in instruments
+        }
+
+    def on_row(self, row: FeatureRow, recv_ns: int) -> list[dict[str, Any]]:
+        inp = self.inputs[row.instrument_id]
+        inp["synced"] = bool(row.synced)
+        inp["last_ts_ns"] = row.ts_ns
+        if row.instrument_id != self.primary:
+            return []
+        for f in self.forecasters:
+            f.observe(row)
+        record = self._record(row.ts_ns)
+        _export(record)
+        metrics.LATENCY.observe(max(0.0, (time.time_ns() - recv_ns) / 1e9))
+        return [record]
+
+    def _record(self, ts_ns: int) -> dict[str, Any]:
+        by_method = {f.name: f.forecast(ts_ns) for f in self.forecasters}
+        rv = []
+        warming: list[str] = []
+        for i, horizon in enumerate(self.forecasters[0].horizons):
+            chosen = None
+            for f in self.forecasters:  # ordered by preference: best method first
+                fc = by_method[f.name][i]
+                if fc.status == "ok":
+                    chosen = fc
+                    break
+                warming.append(f"{horizon.name}: {fc.reason}")
+            rv.append(
+                {
+                    "horizon": horizon.name,
+                    "vol": None if chosen is None else chosen.vol,
+                    "method": None if chosen is None else chosen.method,
+                    "q10": None if chosen is None else chosen.q10,
+                    "q50": None if chosen is None else chosen.q50,
+                    "q90": None if chosen is None else chosen.q90,
+                }
+            )
+        inputs = {
+            iid: {
+                "synced": v["synced"],
+                "lag_s": None if v["last_ts_ns"] is None else (ts_ns - v["last_ts_ns"]) / 1e9,
+            }
+            for iid, v in self.inputs.items()
+        }
+        return {
+            "schema": SCHEMA,
+            "id": record_id(self.underlying, ts_ns),
+            "ts_ns": ts_ns,
+            "time": iso(ts_ns),
+            "underlying": self.underlying,
+            "source": self.primary,
+            "rv": rv,
+            "baselines": {
+                name: {fc.horizon.name: fc.vol for fc in fcs} for name, fcs in by_method.items()
+            },
+            "inputs": inputs,
+            "inputs_synced": all(v["synced"] for v in inputs.values()),
+            "warming_up": sorted(set(warming)),
+        }
+
+
+def _export(record: dict[str, Any]) -> None:
+    und = record["underlying"]
+    metrics.FORECAST_RECORDS.labels(und).inc()
+    for h in record["rv"]:
+        if h["vol"] is not None:
+            metrics.FORECAST_VOL.labels(und, h["horizon"], h["method"]).set(h["vol"])
+
+
+def build_flow(
+    cfg: AppConfig,
+    sinks: Iterable[Sink],
+    stop: threading.Event | None = None,
+    *,
+    source: Source[Event] | None = None,
+    rows_sink: Sink[FeatureRow] | None = None,
+) -> Dataflow:
+    """The daemon's dataflow; ``stop`` ends every feed cleanly (sinks get closed).
+
+    ``source`` replaces the live feeds (tests feed recorded events through
+    ``bytewax.testing.TestingSource``); ``rows_sink`` also receives every feature row.
+    """
+    stop = stop or threading.Event()
+    underlying_of = {iid: und for und, ids in cfg.underlyings().items() for iid in ids}
+    instruments_of = cfg.underlyings()
+
+    flow = Dataflow("volcast")
+    events = op.input("feeds", flow, source or FeedSource(cfg, stop))
+    by_instrument = op.key_on("key_instrument", events, lambda ev: ev.instrument_id)
+    rows = op.stateful_flat_map(
+        "features", by_instrument, lambda s, ev: _feature_step(s, ev, cfg)
+    )
+    all_rows = op.key_rm("unkey_rows", rows)
+    if rows_sink is not None:
+        op.output("rows_out", op.map("row_only", all_rows, lambda r: r[0]), rows_sink)
+    primary_rows = op.filter("known_underlying", all_rows, lambda r: r[0].instrument_id in underlying_of)
+    by_underlying = op.key_on("key_underlying", primary_rows, lambda r: underlying_of[r[0].instrument_id])
+
+    def forecast_step(state: _UnderlyingState | None, item: tuple[FeatureRow, int]):
+        row, recv_ns = item
+        if state is None:
+            und = underlying_of[row.instrument_id]
+            state = _UnderlyingState(und, instruments_of[und], cfg)
+        return state, state.on_row(row, recv_ns)
+
+    records = op.stateful_flat_map("forecast", by_underlying, forecast_step)
+    bare = op.key_rm("unkey_records", records)
+    for i, sink in enumerate(sinks):
+        op.output(f"sink_{i}", records if isinstance(sink, FixedPartitionedSink) else bare, sink)
+    return flow
