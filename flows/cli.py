@@ -25,6 +25,13 @@ def _add_sink_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1)")
 
 
+def _add_stream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--depth-stream", default="depth@100ms", choices=["depth@100ms", "depth@0ms", "depth"],
+                   help="Binance diff-depth stream (default depth@100ms)")
+    p.add_argument("--trade-stream", choices=["trade", "aggTrade"],
+                   help="default: trade on spot, aggTrade on futures")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="volcast", description="Streaming real-time volatility forecasts for crypto markets."
@@ -57,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--rotate-mb", type=float, default=256.0, help="start a new file after this many MB")
     p.add_argument("--rotate-minutes", type=float, default=60.0, help="start a new file after this many minutes")
+    _add_stream_args(p)
     p.set_defaults(func=commands.record)
 
     p = sub.add_parser("replay-server", help="serve recordings on loopback in each venue's own protocol")
@@ -75,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rest-url", help="REST base URL (default: same host as --url when given)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
+    _add_stream_args(p)
     p.set_defaults(func=commands.tap)
 
     p = sub.add_parser("inspect", help="run the connectors over recordings; integrity report")

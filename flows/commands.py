@@ -133,6 +133,8 @@ def _feed_for(args: argparse.Namespace, ws_url: str | None, rest_url: str | None
         symbols=tuple(s.strip() for s in args.symbols.split(",") if s.strip()),
         ws_url=ws_url,
         rest_url=rest_url,
+        depth_stream=args.depth_stream,
+        trade_stream=args.trade_stream,
     )
 
 

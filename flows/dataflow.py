@@ -19,10 +19,11 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import FixedPartitionedSink, Sink
 
-from connectors.events import Event, FeedStatus
+from connectors.events import Event
 from flows import metrics
 from flows.config import AppConfig
 from flows.records import SCHEMA, iso, record_id
+from flows.sinks import MetricsSink
 from flows.sources import FeedSource
 from model.features import FeatureBuilder, FeatureRow
 from model.baselines.ewma import EWMA
@@ -30,33 +31,12 @@ from model.baselines.har import HARRV
 from model.forecaster import Forecaster
 
 
-class _InstrumentState:
-    """Keyed state of one instrument: the feature builder and book-state bookkeeping."""
-
-    def __init__(self, instrument_id: str, cfg: AppConfig) -> None:
-        self.builder = FeatureBuilder(instrument_id, cadence_ns=cfg.cadence_ns, book_depth=cfg.book_depth)
-        self.book_state = "buffering"
-
-
 def _feature_step(
-    state: _InstrumentState | None, ev: Event, cfg: AppConfig
-) -> tuple[_InstrumentState, list[tuple[FeatureRow, int]]]:
-    if state is None:
-        state = _InstrumentState(ev.instrument_id, cfg)
-    if isinstance(ev, FeedStatus):
-        _track_book_state(state, ev)
-    rows = state.builder.on_event(ev)
-    return state, [(row, ev.ts_recv_ns) for row in rows]
-
-
-def _track_book_state(state: _InstrumentState, ev: FeedStatus) -> None:
-    iid = ev.instrument_id
-    if ev.state == "gap":
-        metrics.BOOK_GAPS.labels(iid).inc()
-    if state.book_state == "synced" and ev.state != "synced":
-        metrics.BOOK_RESYNCS.labels(iid).inc()
-    state.book_state = ev.state
-    metrics.set_book_state(iid, ev.state)
+    builder: FeatureBuilder | None, ev: Event, cfg: AppConfig
+) -> tuple[FeatureBuilder, list[tuple[FeatureRow, int]]]:
+    if builder is None:
+        builder = FeatureBuilder(ev.instrument_id, cadence_ns=cfg.cadence_ns, book_depth=cfg.book_depth)
+    return builder, [(row, ev.ts_recv_ns) for row in builder.on_event(ev)]
 
 
 class _UnderlyingState:
@@ -80,7 +60,6 @@ class _UnderlyingState:
         for f in self.forecasters:
             f.observe(row)
         record = self._record(row.ts_ns)
-        _export(record)
         metrics.LATENCY.observe(max(0.0, (time.time_ns() - recv_ns) / 1e9))
         return [record]
 
@@ -130,14 +109,6 @@ class _UnderlyingState:
         }
 
 
-def _export(record: dict[str, Any]) -> None:
-    und = record["underlying"]
-    metrics.FORECAST_RECORDS.labels(und).inc()
-    for h in record["rv"]:
-        if h["vol"] is not None:
-            metrics.FORECAST_VOL.labels(und, h["horizon"], h["method"]).set(h["vol"])
-
-
 def build_flow(
     cfg: AppConfig,
     sinks: Iterable[Sink],
@@ -176,6 +147,7 @@ def build_flow(
 
     records = op.stateful_flat_map("forecast", by_underlying, forecast_step)
     bare = op.key_rm("unkey_records", records)
+    op.output("metrics", bare, MetricsSink())
     for i, sink in enumerate(sinks):
         op.output(f"sink_{i}", records if isinstance(sink, FixedPartitionedSink) else bare, sink)
     return flow

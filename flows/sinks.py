@@ -15,6 +15,8 @@ from typing import Any, Callable
 import msgspec
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
+from flows import metrics
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -86,3 +88,20 @@ class StdoutSink(DynamicSink[Any]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _StdoutPartition:
         return _StdoutPartition(self._render)
+
+
+class _MetricsPartition(StatelessSinkPartition[Any]):
+    def write_batch(self, items: list[Any]) -> None:
+        for rec in items:
+            und = rec["underlying"]
+            metrics.FORECAST_RECORDS.labels(und).inc()
+            for h in rec["rv"]:
+                if h["vol"] is not None:
+                    metrics.FORECAST_VOL.labels(und, h["horizon"], h["method"]).set(h["vol"])
+
+
+class MetricsSink(DynamicSink[Any]):
+    """Forecast values as Prometheus gauges; always part of the flow."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MetricsPartition:
+        return _MetricsPartition()

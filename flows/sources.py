@@ -45,12 +45,14 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
         self._feed = feed
         self._policy = cfg.queue_policy
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
-        self._stop = stop
+        self._stop = stop  # shared by every feed: the daemon is stopping
+        self._closed = threading.Event()  # this feed alone is done
         self._ended = False
         self._instruments = feed.instrument_ids()
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(feed.name)
         self._drops = metrics.QUEUE_DROPS.labels(feed.name)
         self._protocol = build_protocol(feed, cfg.book_depth)
+        metrics.FEEDS.register(feed.name, self._protocol)
         self._thread = threading.Thread(target=self._run, name=f"feed-{feed.name}", daemon=True)
         self._thread.start()
 
@@ -64,19 +66,23 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
 
     async def _session(self) -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        threading.Thread(
-            target=lambda: (self._stop.wait(), loop.call_soon_threadsafe(stop.set)),
-            name=f"feed-{self._feed.name}-stop",
-            daemon=True,
-        ).start()
-        await run_session(
-            self._protocol,
-            ws_url=self._protocol.stream_url(self._feed.ws_url),
-            rest_base=self._feed.rest_url or self._protocol.rest_base,
-            on_events=self._enqueue,
-            stop=stop,
-        )
+        watcher = asyncio.create_task(self._watch_stop(stop))
+        try:
+            await run_session(
+                self._protocol,
+                ws_url=self._protocol.stream_url(self._feed.ws_url),
+                rest_base=self._feed.rest_url or self._protocol.rest_base,
+                on_events=self._enqueue,
+                stop=stop,
+            )
+        finally:
+            watcher.cancel()
+
+    async def _watch_stop(self, stop: asyncio.Event) -> None:
+        """Carry the flow's thread-safe stop flag into this feed's event loop."""
+        while not (self._stop.is_set() or self._closed.is_set()):
+            await asyncio.sleep(0.05)
+        stop.set()
 
     async def _enqueue(self, events: list[Event]) -> None:
         for ev in events:
@@ -84,7 +90,7 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
                 if self._policy == "block":
                     # Backpressure: stop reading the socket while Bytewax catches up.
                     while not self._try_put(item):
-                        if self._stop.is_set():
+                        if self._stop.is_set() or self._closed.is_set():
                             return
                         await asyncio.sleep(0.001)
                 else:
@@ -151,7 +157,7 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
         return None
 
     def close(self) -> None:
-        self._stop.set()
+        self._closed.set()
         self._thread.join(timeout=5)
 
 

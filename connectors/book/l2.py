@@ -158,6 +158,7 @@ class L2Book:
         if len(self._ac) < n:
             self._refill_asks(n)
         bids, asks = self.bids, self.asks
+        # Measured faster than list(zip(prices, map(bids.__getitem__, prices))).
         b = [(px, bids[px]) for px in self._bc[: -n - 1 : -1]]
         a = [(px, asks[px]) for px in self._ac[:n]]
         return b, a

@@ -225,6 +225,9 @@ class ReplayServer:
                 compression=None,  # Binance does not offer permessage-deflate
                 # A depth request may wait for the replay inside the handshake.
                 open_timeout=self._snapshot_timeout_s + 5.0,
+                # At speed 0 the client sets the pace; a consumer that stalls (a
+                # full stdout pipe, a debugger) must not be cut off by a ping timeout.
+                ping_interval=None,
             )
         except OSError as exc:
             why = os.strerror(exc.errno) if exc.errno else str(exc)

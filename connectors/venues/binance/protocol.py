@@ -93,10 +93,10 @@ class _Instrument:
         "n_delta", "n_view", "n_snapshot", "n_trade", "n_bbo", "n_status",
     )
 
-    def __init__(self, symbol: str, snapshot_path: str) -> None:
+    def __init__(self, symbol: str, snapshot_path: str, cache_size: int) -> None:
         self.symbol = symbol
         self.snapshot_path = snapshot_path
-        self.book = L2Book()
+        self.book = L2Book(cache_size)
         self.synced = False
         self.state = "disconnected"
         self.last = 0  # update id the book is at (valid when synced)
@@ -196,8 +196,12 @@ class BinanceProtocol:
             kinds.append(("aggTrade", parse.AGG_TRADE_ENVELOPE, parse.AGG_TRADE, self._on_agg_trade))
         if book_ticker:
             kinds.append(("bookTicker", parse.BOOK_TICKER_ENVELOPE, parse.BOOK_TICKER, self._on_book_ticker))
+        # A book view reads the top N after every diff; a cache well deeper than N
+        # drains (and is rebuilt by sorting the book) less often. On BTCUSDT with
+        # N=20, 128 beat 64 (+5-7%) and 192.
+        cache_size = max(64, 6 * (book_view_depth or 0))
         for sym in syms:
-            inst = _Instrument(sym, f"{m.depth_path}?symbol={sym}&limit={limit}")
+            inst = _Instrument(sym, f"{m.depth_path}?symbol={sym}&limit={limit}", cache_size)
             self._inst[sym] = inst
             for channel, env_dec, dec, handler in kinds:
                 name = f"{sym.lower()}@{channel}"

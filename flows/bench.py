@@ -1,0 +1,138 @@
+"""``volcast bench``: the benchmark suite (speed targets are checked here, never by timed tests).
+
+1. Binance depth messages per second through decode + sync + book (the connector's
+   hot path, one core, frames pre-loaded) on the bundled BTCUSDT recordings, both as
+   the connector runs by default and as the flow runs it (top-5 views, no deltas).
+2. Normalized events per second through the whole demo flow at ``--speed 0``:
+   replay server -> websocket -> connector -> Bytewax -> features -> forecasts -> sink.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from connectors.venues.binance.bench import depth_throughput
+from flows import metrics
+from flows.config import AppConfig
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "binance" / "hftbacktest"
+FLOW_VIEW = {"book_view_depth": 5, "emit_deltas": False}
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def depth_benchmarks(runs: int) -> list[dict[str, Any]]:
+    cases = [
+        (str(DATA / "spot" / "btcusdt_2024080*.gz"), "spot"),
+        (str(DATA / "usdm" / "btcusdt_20240808.gz"), "usdm"),
+    ]
+    out = []
+    for pattern, market in cases:
+        out.append(depth_throughput(pattern, market, runs=runs))
+        out.append(depth_throughput(pattern, market, runs=runs, **FLOW_VIEW))
+    return out
+
+
+class _CountingPartition(StatelessSinkPartition[Any]):
+    def __init__(self, counter: list[int]) -> None:
+        self._counter = counter
+
+    def write_batch(self, items: list[Any]) -> None:
+        self._counter[0] += len(items)
+
+
+class _CountingSink(DynamicSink[Any]):
+    def __init__(self) -> None:
+        self.records = [0]
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CountingPartition:
+        return _CountingPartition(self.records)
+
+
+def flow_benchmark() -> dict[str, Any]:
+    """The demo daemon at replay speed 0, timed from start to the end of the data.
+
+    The replay server runs in its own process, as an exchange would, so it does not
+    share this process's GIL with the flow being measured.
+    """
+    import argparse
+
+    from flows.commands import demo_config, demo_recordings
+    from flows.runner import run_daemon
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "replay-server", "--speed", "0", "--from",
+         *map(str, demo_recordings())],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        ready = server.stdout.readline() if server.stdout else ""
+        match = re.search(r":(\d+)\s*$", ready)
+        if match is None:
+            raise RuntimeError(f"replay server did not start: {ready!r}")
+        cfg: AppConfig = demo_config(
+            int(match.group(1)), argparse.Namespace(metrics_port=None, metrics_host="127.0.0.1")
+        )
+        sink = _CountingSink()
+        t0 = time.perf_counter()
+        run_daemon(cfg, [sink], stop=threading.Event())
+        elapsed = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    events = frames = 0
+    for proto in metrics.FEEDS.protocols().values():
+        stats = proto.stats()
+        frames += stats.frames
+        events += sum(sum(i.events.values()) for i in stats.instruments.values())
+    return {
+        "seconds": round(elapsed, 2),
+        "frames": frames,
+        "events": events,
+        "records": sink.records[0],
+        "frames_per_s": round(frames / elapsed),
+        "events_per_s": round(events / elapsed),
+    }
+
+
+def run_all(quick: bool = False) -> dict[str, Any]:
+    return {
+        "machine": machine(),
+        "binance_depth": depth_benchmarks(runs=3 if quick else 7),
+        "demo_flow_speed0": flow_benchmark(),
+    }
+
+
+def render_text(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}", "",
+             "Binance depth: decode + sync + book, one core, frames in memory"]
+    for r in results["binance_depth"]:
+        mode = "flow (top-5 views)" if r["options"] else "default (deltas)"
+        lines.append(f"  {r['market']:<5} {r['symbol']:<8} {mode:<19} {r['msgs_per_s']:>9,} msgs/s "
+                     f"({r['levels_per_message']} levels/msg, decode alone {r['decode_only_msgs_per_s']:,}/s)")
+    f = results["demo_flow_speed0"]
+    lines += ["", "Demo flow at --speed 0 (replay server -> connectors -> Bytewax -> forecasts)",
+              f"  {f['events_per_s']:,} events/s, {f['frames_per_s']:,} frames/s "
+              f"({f['events']:,} events, {f['records']:,} records in {f['seconds']} s)"]
+    return "\n".join(lines)
