@@ -9,6 +9,7 @@ to its core. The report is what ``volcast inspect --json`` prints.
 from __future__ import annotations
 
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +29,7 @@ VENUES: dict[str, tuple[str, str]] = {
     "binance_coinm": ("binance", "coinm"),
 }
 _NAME_OF = {v: k for k, v in VENUES.items()}
+_DIFF_DEPTH = re.compile(r"depth(@\d+ms)?")
 
 
 class InspectError(ConnectorError):
@@ -53,7 +55,7 @@ class _Feed:
         if env is None or not env.stream:
             return
         sym, _, channel = env.stream.partition("@")
-        if channel.startswith("depth"):
+        if _DIFF_DEPTH.fullmatch(channel):  # not depth20@100ms: partial-book snapshots
             self.depth_streams[channel] += 1
         elif channel in ("trade", "aggTrade"):
             self.trade_streams[channel] += 1

@@ -105,6 +105,19 @@ def test_inspect_reports_zero_gaps_on_the_bundled_recordings():
         assert inst["best_bid"] < inst["best_ask"]
 
 
+def test_inspect_reports_zero_gaps_on_the_cryptofeed_captures():
+    cf = ROOT / "tests" / "data" / "cryptofeed"
+    names = ["BINANCE.ws.1.0", "BINANCE.http.0.0", "BINANCE_FUTURES.ws.1.0", "BINANCE_FUTURES.http.0.0"]
+    proc = volcast("inspect", "--json", *(str(cf / n) for n in names))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["errors"] == []
+    assert len(report["instruments"]) == 8  # 4 spot + 4 USD-M symbols, venue and market detected
+    assert {iid.split(":")[0] for iid in report["instruments"]} == {"binance", "binance_usdm"}
+    for inst in report["instruments"].values():
+        assert inst["syncs"] == 1 and inst["gaps"] == 0 and inst["crossed"] == 0
+
+
 def test_inspect_missing_file_is_one_clear_line(tmp_path):
     line = one_error_line(volcast("inspect", str(tmp_path / "nope.gz")))
     assert "nope.gz" in line
