@@ -8,9 +8,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test bench install clean
+.PHONY: demo test test-deps bench install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py connectors/book/_l2fast.pyx
 	@test -n "$(PYTHON)" || { echo "volcast needs Python 3.11 or 3.12 (bytewax 0.21.1 has no wheels for newer)" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip setuptools wheel
@@ -22,7 +22,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/volcast demo
 
-test: $(STAMP)
+# The sink tests start real redis-server and nats-server on loopback (Debian packages).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+test-deps:
+	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
+	@command -v nats-server >/dev/null || test -x /usr/sbin/nats-server || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y nats-server; }
+# tests/dashboards: a real Prometheus scrapes the demo; promtool checks the alert rules.
+	@command -v prometheus >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+
+test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules connectors model flows tests
 
 bench: $(STAMP)

@@ -9,6 +9,8 @@ The tree::
     │                              protocol; the cores catch it, count it as
     │                              ``malformed`` and carry on, so callers of
     │                              ``receive_*`` never see it
+    ├── FeedConfigError            the venue refused what we asked for in a way no
+    │                              reconnect can fix (an unknown symbol); the shell stops
     └── ReconnectsExhausted        the asyncio shell gave up after ``max_reconnects``
                                    (only when a limit was set; the default retries
                                    forever)
@@ -32,6 +34,10 @@ class ConfigError(ConnectorError, ValueError):
 
 class ProtocolError(ConnectorError):
     """A frame or REST response that does not follow the venue's protocol (Sans-I/O)."""
+
+
+class FeedConfigError(ConnectorError):
+    """The venue says a subscription cannot work (e.g. Binance -1121 "Invalid symbol.")."""
 
 
 class ReconnectsExhausted(ConnectorError):

@@ -72,6 +72,7 @@ class Trade(Event, frozen=True, tag="trade"):
     iv: float | None = None  # option trades: implied vol, decimal
     index_price: float | None = None
     liquidation: bool = False
+    size_unit: SizeUnit = "base"  # Deribit futures and perpetuals trade USD amounts ("quote")
 
 
 class BBO(Event, frozen=True, tag="bbo"):
@@ -106,6 +107,33 @@ class OptionTicker(Event, frozen=True, tag="option_ticker"):
     open_interest: float | None = None
     interest_rate: float | None = None
     price_unit: Literal["base_coin", "quote"] = "base_coin"
+
+
+class OptionQuote(msgspec.Struct, frozen=True, kw_only=True):
+    """One option's quote as the surface fitter reads it (not a wire event).
+
+    Built from a ticker (``connectors.chains.quotes_from_tickers``) or a chain file
+    (``connectors.chains.read_chain``). IVs are decimal fractions, ``None`` where the
+    side is empty (a zero IV is an empty side); prices are in the base coin, as
+    Deribit quotes its inverse options (coin premium x forward = USD premium).
+    ``underlying_price`` is the price the venue values the option against: on Deribit
+    the expiry's future or synthetic future, i.e. the forward. ``forward`` is an
+    explicit forward from elsewhere (a futures mark), used first when present.
+    """
+
+    expiry_ns: int
+    strike: float
+    is_call: bool
+    ts_ns: int  # time of the quote (venue time when known)
+    underlying_price: float | None = None
+    forward: float | None = None
+    bid_iv: float | None = None
+    ask_iv: float | None = None
+    mark_iv: float | None = None
+    bid_price: float | None = None  # base coin
+    ask_price: float | None = None
+    mark_price: float | None = None
+    symbol: str = ""  # venue instrument name, for reports only
 
 
 class Instrument(Event, frozen=True, tag="instrument"):

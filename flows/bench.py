@@ -26,6 +26,7 @@ from flows import metrics
 from flows.config import AppConfig
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "binance" / "hftbacktest"
+CHAIN = Path(__file__).resolve().parent.parent / "tests" / "data" / "deribit" / "schepal_options_data.csv"
 FLOW_VIEW = {"book_view_depth": 5, "emit_deltas": False}
 
 
@@ -115,11 +116,24 @@ def flow_benchmark() -> dict[str, Any]:
     }
 
 
+def surface_benchmarks(quick: bool) -> dict[str, Any]:
+    """Full-chain SVI refits on the real 2020-05-21 Deribit BTC chain (326 options)."""
+    from connectors.chains import read_chain
+    from model.surface.bench import surface_benchmark
+
+    chain = read_chain(CHAIN)
+    return surface_benchmark(chain.quotes, chain.now_ns, runs=3 if quick else 7)
+
+
 def run_all(quick: bool = False) -> dict[str, Any]:
+    from flows.bench_sinks import sink_benchmark
+
     return {
         "machine": machine(),
         "binance_depth": depth_benchmarks(runs=3 if quick else 7),
         "demo_flow_speed0": flow_benchmark(),
+        "surface": surface_benchmarks(quick),
+        "sinks": sink_benchmark(quick=quick),
     }
 
 
@@ -135,4 +149,18 @@ def render_text(results: dict[str, Any]) -> str:
     lines += ["", "Demo flow at --speed 0 (replay server -> connectors -> Bytewax -> forecasts)",
               f"  {f['events_per_s']:,} events/s, {f['frames_per_s']:,} frames/s "
               f"({f['events']:,} events, {f['records']:,} records in {f['seconds']} s)"]
+    surf = results["surface"]
+    lines += ["", f"Surface refit, real Deribit BTC chain ({surf['chain']['options']} options), best ms"]
+    for backend, r in surf["backends"].items():
+        if "error" in r:
+            lines.append(f"  {backend:<6} {r['error']}")
+            continue
+        warm = r.get("warm_stream", r["warm_same"])
+        lines.append(f"  {backend:<6} cold {r['cold']['best_ms']:>8} ms   warm {warm['best_ms']:>8} ms   "
+                     f"first call {r['first_call_ms']} ms")
+    sinks = results["sinks"]
+    lines += ["", f"Sinks: records/s ({sinks['records']:,} records of ~{sinks['record_bytes']} bytes)"]
+    for name, r in sinks["sinks"].items():
+        lines.append(f"  {name:<18} {r['records_per_s']:>9,} records/s")
+    lines.extend(f"  {name:<18} skipped: {why}" for name, why in sinks["skipped"].items())
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import logging
 import sys
 from typing import Callable
 
+from connectors.inspect import VENUES as inspect_venues
 from flows import commands
 from flows.errors import UserError
 
@@ -19,7 +20,11 @@ log = logging.getLogger("volcast")
 
 
 def _add_sink_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", metavar="FILE", help="write forecast records to this JSONL file")
+    p.add_argument("--sink", action="append", metavar="URL",
+                   help="deliver records to this sink; repeat for several: file:///x.jsonl, stdout, "
+                        "ws://127.0.0.1:8765, redis://HOST:PORT[/DB], nats://HOST:PORT, kafka://HOST:PORT/TOPIC "
+                        "(docs/delivery.md)")
+    p.add_argument("--out", metavar="FILE", help="write forecast records to this JSONL file (= --sink file:FILE)")
     p.add_argument("--json", action="store_true", help="print records as JSON lines on stdout")
     p.add_argument("--metrics-port", type=int, metavar="P", help="serve Prometheus /metrics on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1)")
@@ -88,10 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="run the connectors over recordings; integrity report")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--venue", choices=["binance", "binance_usdm", "binance_coinm"],
+    p.add_argument("--venue", choices=sorted(inspect_venues),
                    help="override venue/market detection")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.set_defaults(func=commands.inspect)
+
+    p = sub.add_parser("surface", help="fit the arbitrage-free surface to an option chain; fit report")
+    p.add_argument("file", metavar="FILE", help="Deribit ticker CSV, prices-only CSV, or a recording of ticker messages")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--plot", metavar="OUT.png", help="draw every expiry's smile and the surface")
+    p.set_defaults(func=commands.surface)
 
     p = sub.add_parser("bench", help="the benchmark suite")
     p.add_argument("--json", action="store_true", help="print one JSON document")

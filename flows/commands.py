@@ -21,7 +21,8 @@ from connectors import inspect as inspect_mod
 from flows.config import AppConfig, FeedConfig, default_live_config, load_config
 from flows.records import human_line
 from flows.runner import run_daemon
-from flows.sinks import JsonlSink, StdoutSink
+from flows.sink_urls import FileSinkConfig, SinkConfig, StdoutSinkConfig, parse_sink_urls
+from flows.sinks import build_sinks
 from flows.sources import build_protocol
 
 log = logging.getLogger("volcast")
@@ -37,13 +38,27 @@ def demo_recordings() -> list[Path]:
     return files
 
 
-def _sinks(args: argparse.Namespace) -> list:
-    sinks: list = []
+def _sinks(args: argparse.Namespace, cfg: AppConfig | None = None) -> list:
+    """Sinks from the config (``sinks``, ``out``), then ``--sink URL``s and ``--out FILE``.
+
+    ``--out FILE`` is shorthand for a file sink. Unless ``--quiet``, records are also
+    printed on stdout (human lines, or JSON with ``--json``); a ``stdout`` sink listed
+    by URL prints JSON and replaces that default.
+    """
+    wanted: list[str | SinkConfig] = list(cfg.sinks) if cfg is not None else []
+    if cfg is not None and cfg.out:
+        wanted.append(FileSinkConfig(path=cfg.out))
+    wanted += list(getattr(args, "sink", None) or [])
     if args.out:
-        sinks.append(JsonlSink(args.out))
-    if not args.quiet:
-        sinks.append(StdoutSink(render=None if args.json else human_line))
-    return sinks
+        wanted.append(FileSinkConfig(path=args.out))
+    configs = parse_sink_urls(wanted)
+    listed_stdout = any(isinstance(c, StdoutSinkConfig) for c in configs)
+    if args.quiet:
+        configs = [c for c in configs if not isinstance(c, StdoutSinkConfig)]
+    elif not listed_stdout:
+        configs.append(StdoutSinkConfig())
+    render = None if args.json or listed_stdout else human_line
+    return build_sinks(configs, render=render)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         cfg, metrics_port=args.metrics_port if args.metrics_port is not None else cfg.metrics_port,
         metrics_host=args.metrics_host,
     )
-    run_daemon(cfg, _sinks(args), duration_s=args.duration)
+    run_daemon(cfg, _sinks(args, cfg), duration_s=args.duration)
     return 0
 
 
@@ -106,11 +121,12 @@ def demo_config(port: int, args: argparse.Namespace) -> AppConfig:
 
 
 def demo(args: argparse.Namespace) -> int:
+    sinks = _sinks(args)  # bad sink URLs are refused before anything starts
     replay = ReplayThread(demo_recordings(), speed=args.speed)
     port = replay.start()
     log.info("replay server on 127.0.0.1:%d at speed %g; Ctrl-C stops", port, args.speed)
     try:
-        run_daemon(demo_config(port, args), _sinks(args), duration_s=args.duration)
+        run_daemon(demo_config(port, args), sinks, duration_s=args.duration)
     finally:
         replay.stop()
     return 0
@@ -205,6 +221,32 @@ def inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(inspect_mod.render_text(report))
+    return 0
+
+
+def surface(args: argparse.Namespace) -> int:
+    """Fit one chain: a Deribit ticker CSV, a prices-only CSV, or a recording of ticker messages."""
+    from connectors.chains import ChainFormatError, quotes_from_tickers, read_chain
+    from connectors.record import RecordingFormatError
+    from model.surface import fit_surface, plot, render_text, report_fit
+
+    path = Path(args.file)
+    try:
+        chain = read_chain(path)
+        quotes, now_ns, fmt, notes = chain.quotes, chain.now_ns, chain.format, chain.notes
+    except ChainFormatError as csv_error:
+        try:
+            tickers = inspect_mod.recorded_option_tickers([path])
+        except RecordingFormatError:
+            raise csv_error from None
+        quotes = quotes_from_tickers(tickers)
+        now_ns = max(q.ts_ns for q in quotes)
+        fmt, notes = "recording", [f"{len(quotes)} options from the last ticker of each in the recording"]
+    fit = fit_surface(quotes, now_ns)
+    rep = report_fit(fit, n_input=len(quotes)) | {"file": str(path), "format": fmt, "notes": notes}
+    if args.plot:
+        plot(fit, args.plot, title=path.name)
+    print(json.dumps(rep, indent=2) if args.json else render_text(rep))
     return 0
 
 

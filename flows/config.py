@@ -19,6 +19,8 @@ from typing import Literal
 
 import msgspec
 
+from flows.sink_urls import SinkUrlError, parse_sink_urls
+
 Market = Literal["spot", "usdm", "coinm"]
 QueuePolicy = Literal["block", "drop_oldest"]
 
@@ -72,6 +74,8 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     metrics_port: int | None = None
     out: str | None = None  # JSONL file sink
     stdout: bool = False  # print each record on stdout
+    # Sink URLs (docs/delivery.md): file:///x.jsonl, stdout, ws://, redis://, nats://, kafka://
+    sinks: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.feeds:
@@ -86,6 +90,10 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         for name in set(names):
             if names.count(name) > 1:
                 raise ConfigError(f"two feeds for {name}; list all its symbols in one feed")
+        try:
+            parse_sink_urls(self.sinks)
+        except SinkUrlError as exc:
+            raise ConfigError(f"sinks: {exc}") from None
         known = {i for f in self.feeds for i in f.instrument_ids()}
         for und, ids in self.underlying_map.items():
             for iid in ids:

@@ -5,7 +5,7 @@
     feed partitions (one per websocket group)
       -> key by instrument -> FeatureBuilder (validated book views, BBO, trades)
       -> key by underlying -> forecasters (baselines now, the attention model later)
-      -> forecast records -> JSONL / stdout sinks, Prometheus gauges
+      -> forecast records (+ score records every 60 steps) -> JSONL / stdout sinks, Prometheus
 """
 
 from __future__ import annotations
@@ -22,13 +22,17 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 from connectors.events import Event
 from flows import metrics
 from flows.config import AppConfig
-from flows.records import SCHEMA, iso, record_id
+from flows.records import SCHEMA, iso, record_id, score_record
 from flows.sinks import MetricsSink
 from flows.sources import FeedSource
 from model.features import FeatureBuilder, FeatureRow
 from model.baselines.ewma import EWMA
 from model.baselines.har import HARRV
-from model.forecaster import Forecaster
+from model.forecaster import Forecaster, HorizonForecast, step_rv
+from model.scoring import OnlineScorer
+
+SCORE_EVERY_STEPS = 60  # a volcast.score/1 record per underlying every this many steps
+REALIZED_EVERY_STEPS = 5  # the realized-vol gauges (four trailing sums, ~0.15 ms) every this many steps
 
 
 def _feature_step(
@@ -50,6 +54,11 @@ class _UnderlyingState:
         self.inputs: dict[str, dict[str, Any]] = {
             iid: {"synced": False, "last_ts_ns": None} for iid in instruments
         }
+        # Online scores of every method against the RV the forecasters target (principle 7).
+        self.scorer = OnlineScorer(self.forecasters[0].horizons, cadence_ns=cfg.cadence_ns)
+        self.score_every_ns = SCORE_EVERY_STEPS * cfg.cadence_ns
+        self.realized_every_ns = REALIZED_EVERY_STEPS * cfg.cadence_ns
+        self.exporter = metrics.UnderlyingExporter(underlying)
 
     def on_row(self, row: FeatureRow, recv_ns: int) -> list[dict[str, Any]]:
         inp = self.inputs[row.instrument_id]
@@ -57,14 +66,33 @@ class _UnderlyingState:
         inp["last_ts_ns"] = row.ts_ns
         if row.instrument_id != self.primary:
             return []
+        by_method: dict[str, list[HorizonForecast]] = {}
         for f in self.forecasters:
+            t0 = time.perf_counter()
             f.observe(row)
-        record = self._record(row.ts_ns)
+            by_method[f.name] = f.forecast(row.ts_ns)
+            metrics.FORECASTER_DURATION.labels(f.name).observe(time.perf_counter() - t0)
+        out = [self._record(row.ts_ns, by_method)]
         metrics.LATENCY.observe(max(0.0, (time.time_ns() - recv_ns) / 1e9))
-        return [record]
+        self._score(row, by_method, out)
+        return out
 
-    def _record(self, ts_ns: int) -> dict[str, Any]:
-        by_method = {f.name: f.forecast(ts_ns) for f in self.forecasters}
+    def _score(self, row: FeatureRow, by_method: dict[str, list[HorizonForecast]], out: list) -> None:
+        """Score matured forecasts, queue this step's, export; a score record every SCORE_EVERY_STEPS."""
+        ts = row.ts_ns
+        self.scorer.observe(ts, step_rv(row))
+        for name, fcs in by_method.items():
+            for fc in fcs:
+                self.scorer.add(ts, name, fc)
+        self.exporter.forecasts(by_method)
+        if ts % self.realized_every_ns == 0:
+            self.exporter.realized({h: self.scorer.realized_vol(h) for h in self.scorer.horizons})
+        if ts % self.score_every_ns == 0:
+            scores = self.scorer.summary()
+            self.exporter.scores(scores)
+            out.append(score_record(self.underlying, ts, scores, self.scorer.window_ns / 1e9))
+
+    def _record(self, ts_ns: int, by_method: dict[str, list[HorizonForecast]]) -> dict[str, Any]:
         rv = []
         warming: list[str] = []
         for i, horizon in enumerate(self.forecasters[0].horizons):
@@ -116,18 +144,20 @@ def build_flow(
     *,
     source: Source[Event] | None = None,
     rows_sink: Sink[FeatureRow] | None = None,
+    failures: list[str] | None = None,
 ) -> Dataflow:
     """The daemon's dataflow; ``stop`` ends every feed cleanly (sinks get closed).
 
     ``source`` replaces the live feeds (tests feed recorded events through
-    ``bytewax.testing.TestingSource``); ``rows_sink`` also receives every feature row.
+    ``bytewax.testing.TestingSource``); ``rows_sink`` also receives every feature row;
+    ``failures`` collects feeds that stopped because the venue refused their configuration.
     """
     stop = stop or threading.Event()
     underlying_of = {iid: und for und, ids in cfg.underlyings().items() for iid in ids}
     instruments_of = cfg.underlyings()
 
     flow = Dataflow("volcast")
-    events = op.input("feeds", flow, source or FeedSource(cfg, stop))
+    events = op.input("feeds", flow, source or FeedSource(cfg, stop, failures))
     by_instrument = op.key_on("key_instrument", events, lambda ev: ev.instrument_id)
     rows = op.stateful_flat_map(
         "features", by_instrument, lambda s, ev: _feature_step(s, ev, cfg)

@@ -5,6 +5,15 @@ from __future__ import annotations
 from connectors.errors import ConnectorError
 from connectors.record import RecordingFormatError
 from flows.config import ConfigError
+from flows.sink_urls import SinkUrlError
+
+
+class SinkStartError(Exception):
+    """A sink that cannot start (its port is taken, an optional dependency is missing)."""
+
 
 # Everything here is the user's input or environment, not a bug in volcast.
-UserError = (ConfigError, RecordingFormatError, ConnectorError, FileNotFoundError, PermissionError, OSError)
+UserError = (
+    ConfigError, SinkUrlError, SinkStartError, RecordingFormatError, ConnectorError,
+    FileNotFoundError, PermissionError, OSError,
+)

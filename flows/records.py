@@ -1,19 +1,59 @@
-"""The forecast record: the daemon's versioned output shape.
+"""The daemon's versioned output records: forecasts, and periodic scores.
 
-Every record is idempotent: ``id`` is the underlying plus the step's timestamp, so a
-consumer that sees a record twice (at-least-once sinks) can drop the duplicate.
+Every record is idempotent: ``id`` is the underlying plus the step's timestamp (and
+``:score`` for a score record), so a consumer that sees a record twice
+(at-least-once sinks) can drop the duplicate. Consumers tell the two apart by
+``schema``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from model.scoring import Score
 
 SCHEMA = "volcast.forecast/1"
+SCORE_SCHEMA = "volcast.score/1"
 
 
 def record_id(underlying: str, ts_ns: int) -> str:
     return f"{underlying}:{ts_ns}"
+
+
+def score_record(underlying: str, ts_ns: int, scores: Sequence[Score], window_s: float) -> dict[str, Any]:
+    """The rolling scores of every method and horizon of ``underlying`` as of ``ts_ns``.
+
+    >>> from model.scoring import Score
+    >>> s = Score(method="ewma", horizon="5m", n=3, qlike=0.25, n_band=0, coverage=None,
+    ...           scored_total=3, unscorable_total=0)
+    >>> rec = score_record("BTC", 60_000_000_000, [s], 86400.0)
+    >>> rec["id"], rec["scores"][0]["qlike"], rec["scores"][0]["coverage_q10_q90"]
+    ('BTC:60000000000:score', 0.25, None)
+    """
+    return {
+        "schema": SCORE_SCHEMA,
+        "id": f"{record_id(underlying, ts_ns)}:score",
+        "ts_ns": ts_ns,
+        "time": iso(ts_ns),
+        "underlying": underlying,
+        "window_s": window_s,
+        "scores": [
+            {
+                "method": s.method,
+                "horizon": s.horizon,
+                "n": s.n,
+                "qlike": s.qlike,
+                "n_band": s.n_band,
+                "coverage_q10_q90": s.coverage,
+                "scored_total": s.scored_total,
+                "unscorable_total": s.unscorable_total,
+            }
+            for s in scores
+        ],
+    }
 
 
 def iso(ts_ns: int) -> str:
@@ -24,6 +64,12 @@ def iso(ts_ns: int) -> str:
 
 def human_line(rec: dict[str, Any]) -> str:
     """One terminal line per record, for ``volcast demo`` without ``--json``."""
+    if rec.get("schema") == SCORE_SCHEMA:
+        scored = [
+            f"{s['horizon']:>3} {s['method']} qlike {s['qlike']:.3f} n={s['n']}"
+            for s in rec["scores"] if s["qlike"] is not None
+        ]
+        return f"{iso(rec['ts_ns'])} {rec['underlying']:<4} scores: " + (" | ".join(scored) or "none matured yet")
     parts = []
     for h in rec["rv"]:
         if h["vol"] is None:

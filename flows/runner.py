@@ -10,6 +10,7 @@ from typing import Iterable
 from bytewax.outputs import Sink
 from bytewax.run import cli_main
 
+from connectors.errors import FeedConfigError
 from flows import metrics
 from flows.config import AppConfig
 from flows.dataflow import build_flow
@@ -38,14 +39,17 @@ def run_daemon(
         timer = threading.Timer(duration_s, stop.set)
         timer.daemon = True
         timer.start()
+    failures: list[str] = []
     previous = _install_signal_handlers(stop)
     try:
-        cli_main(build_flow(cfg, sinks, stop), workers_per_process=1)
+        cli_main(build_flow(cfg, sinks, stop, failures=failures), workers_per_process=1)
     finally:
         if timer is not None:
             timer.cancel()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if failures:
+        raise FeedConfigError("; ".join(failures))
 
 
 def _install_signal_handlers(stop: threading.Event) -> dict[int, object]:

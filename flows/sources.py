@@ -16,6 +16,7 @@ import threading
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.errors import FeedConfigError
 from connectors.events import Event, FeedStatus
 from connectors.io.ws import run_session
 from connectors.venues.binance.protocol import BinanceProtocol
@@ -41,24 +42,32 @@ def build_protocol(feed: FeedConfig, book_view_depth: int | None) -> BinanceProt
 
 
 class _FeedPartition(StatefulSourcePartition[Event, None]):
-    def __init__(self, feed: FeedConfig, cfg: AppConfig, stop: threading.Event) -> None:
+    def __init__(self, feed: FeedConfig, cfg: AppConfig, stop: threading.Event, failures: list[str]) -> None:
         self._feed = feed
         self._policy = cfg.queue_policy
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
         self._stop = stop  # shared by every feed: the daemon is stopping
         self._closed = threading.Event()  # this feed alone is done
+        self._failures = failures
         self._ended = False
         self._instruments = feed.instrument_ids()
         self._depth_gauge = metrics.QUEUE_DEPTH.labels(feed.name)
         self._drops = metrics.QUEUE_DROPS.labels(feed.name)
         self._protocol = build_protocol(feed, cfg.book_depth)
-        metrics.FEEDS.register(feed.name, self._protocol)
+        self._tracker = metrics.FrameTracker()
+        metrics.QUEUE_CAPACITY.labels(feed.name).set(cfg.queue_size)
+        metrics.FEEDS.register(feed.name, self._protocol, self._tracker)
         self._thread = threading.Thread(target=self._run, name=f"feed-{feed.name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             asyncio.run(self._session())
+        except FeedConfigError as exc:
+            # The venue refuses the configuration (an unknown symbol): the daemon cannot
+            # do what it was asked, so it stops and the CLI reports this one line.
+            self._failures.append(str(exc))
+            self._stop.set()
         except Exception:  # a bug in the shell: end this feed loudly, not silently
             log.exception("%s: feed thread failed", self._feed.name)
         finally:
@@ -73,6 +82,7 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
                 ws_url=self._protocol.stream_url(self._feed.ws_url),
                 rest_base=self._feed.rest_url or self._protocol.rest_base,
                 on_events=self._enqueue,
+                on_frame=self._tracker.on_frame,  # bytes and last-message time, for metrics
                 stop=stop,
             )
         finally:
@@ -164,15 +174,16 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
 class FeedSource(FixedPartitionedSource[Event, None]):
     """One partition per configured feed."""
 
-    def __init__(self, cfg: AppConfig, stop: threading.Event) -> None:
+    def __init__(self, cfg: AppConfig, stop: threading.Event, failures: list[str] | None = None) -> None:
         self._cfg = cfg
         self._stop = stop
+        self.failures: list[str] = [] if failures is None else failures
         self._feeds = {feed.name: feed for feed in cfg.feeds}
 
     def list_parts(self) -> list[str]:
         return list(self._feeds)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FeedPartition:
-        return _FeedPartition(self._feeds[for_part], self._cfg, self._stop)
+        return _FeedPartition(self._feeds[for_part], self._cfg, self._stop, self.failures)
 
 

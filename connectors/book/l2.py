@@ -16,6 +16,12 @@ Measured on real Binance BTCUSDT diffs, a plain per-level loop with ``in``/``del
 beats ``dict.update`` followed by removing the zero sizes: inserting then deleting
 keys churns the dict.
 
+:class:`PyL2Book` is the pure-Python book. ``L2Book`` is the compiled one from
+``connectors/book/_l2fast.pyx`` (same semantics, the per-level loop in C, and
+:meth:`~PyL2Book.apply_diff` fed levels parsed straight from the JSON text) when that
+optional extension is built and matches its source, else :class:`PyL2Book`.
+``COMPILED`` says which; ``VOLCAST_PURE_PYTHON=1`` in the environment forces Python.
+
 >>> book = L2Book()
 >>> book.replace(bids=[(100.0, 1.0), (99.5, 2.0)], asks=[(100.5, 3.0), (101.0, 1.0)])
 >>> book.apply(bids=[(100.0, 0.0), (99.8, 4.0)], asks=[(100.2, 1.5)])
@@ -27,15 +33,21 @@ keys churns the dict.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import warnings
 from bisect import bisect_left, insort
 from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from connectors.events import Level
 
 _INF = float("inf")
 
 
-class L2Book:
+class PyL2Book:
     """Bids and asks as ``price -> size`` dicts with a sorted cache of the best prices.
 
     Parameters
@@ -58,8 +70,12 @@ class L2Book:
         self._bc: list[float] = []
         self._ac: list[float] = []
 
+    def __reduce__(self) -> tuple[Any, tuple[int, dict[float, float], dict[float, float]]]:
+        """Pickle the levels only, loadable by either implementation (see :func:`_restore`)."""
+        return (_restore, (self._k, self.bids, self.asks))
+
     def __getstate__(self) -> tuple[int, dict[float, float], dict[float, float]]:
-        """Pickle the levels only; the caches are rebuilt on load."""
+        """The levels only; the caches are rebuilt on load."""
         return (self._k, self.bids, self.asks)
 
     def __setstate__(self, state: tuple[int, dict[float, float], dict[float, float]]) -> None:
@@ -123,6 +139,10 @@ class L2Book:
                     del cache[bisect_left(cache, px)]
                     worst = cache[-1] if cache else -_INF
 
+    def apply_diff(self, msg: Any) -> None:
+        """Apply a depth message's levels ``msg.b`` (bids) and ``msg.a`` (asks)."""
+        self.apply(msg.b, msg.a)
+
     def best_bid(self) -> Level | None:
         """Highest bid as ``(price, size)``, or None if there are no bids."""
         if not self._bc:
@@ -178,3 +198,38 @@ class L2Book:
         """Rebuild an ask cache that holds fewer than ``n`` prices, if the dict has more."""
         if len(self.asks) > len(self._ac):
             self._ac = sorted(self.asks)[: max(self._k, n)]
+
+
+def _restore(cache_size: int, bids: dict[float, float], asks: dict[float, float]) -> Any:
+    """Unpickle a book of either implementation as the one in use here."""
+    book = L2Book(cache_size)
+    book.replace(bids.items(), asks.items())
+    return book
+
+
+def _load_kernel() -> ModuleType | None:
+    """The compiled kernel, or None: not built, disabled, or built from other source."""
+    if os.environ.get("VOLCAST_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from connectors.book import _l2fast
+    except ImportError:
+        return None
+    # An editable install keeps an old build after the .pyx changes; never run that.
+    pyx = Path(__file__).with_name("_l2fast.pyx")
+    if pyx.is_file():
+        source_hash = hashlib.sha256(pyx.read_bytes()).hexdigest()
+        if source_hash != _l2fast.SOURCE_HASH:
+            warnings.warn(
+                "connectors/book/_l2fast is stale (built from another _l2fast.pyx); using the "
+                "pure-Python book. Rebuild: pip install -e . (or python setup.py build_ext --inplace)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return None
+    return _l2fast
+
+
+kernel = _load_kernel()
+COMPILED = kernel is not None
+L2Book: type[PyL2Book] = kernel.L2Book if kernel is not None else PyL2Book

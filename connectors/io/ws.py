@@ -7,6 +7,13 @@ events to ``on_events``. It reconnects forever with jittered back-off, logging o
 line per failure and no traceback for network errors; anything ``classify`` does not
 recognise is a bug and is raised.
 
+A core with timers (``connectors.venues.base.TimedVenueProtocol``: Deribit's request
+pacing and heartbeat liveness) gets ``on_timer`` calls at its ``deadline_ns()`` when
+no frame arrives first, and may ask for its connection to be closed
+(``close_requested()``); the shell then closes it and reconnects, no sooner than the
+request's ``retry_after_s``. Every frame sent is handed to ``on_frame`` as a ``sent``
+frame, so a JSON-RPC session can be recorded and replayed.
+
 A replay server ends a recording by closing with code 1000 and reason
 ``"end of recording"``; the session then returns instead of reconnecting.
 """
@@ -24,16 +31,17 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.errors import ReconnectsExhausted
+from connectors.errors import FeedConfigError, ReconnectsExhausted
 from connectors.events import Event
 from connectors.io.retry import backoff_delays, classify
 from connectors.record.frames import Frame
-from connectors.venues.base import RestRequest, VenueProtocol
+from connectors.venues.base import CloseRequest, RestRequest, VenueProtocol
 
 logger = logging.getLogger("volcast.connectors")
 
 END_OF_RECORDING = "end of recording"  # close reason (with code 1000) of the replay server
 MAX_FRAME = 64 * 2**20  # websocket message size limit; depth frames are far smaller
+_MAX_REASON_BYTES = 123  # RFC 6455 limit of a close reason
 
 OnEvents = Callable[[list[Event]], Awaitable[None] | None]
 OnFrame = Callable[[Frame], None]
@@ -66,8 +74,8 @@ async def run_session(
         Called with each non-empty batch of events, in order; may be a coroutine
         function, which is awaited (backpressure reaches the socket).
     on_frame
-        Called with every raw :class:`Frame` (open, recv, rest, close) before the
-        core sees it: the recorder's hook.
+        Called with every raw :class:`Frame` (open, recv, sent, rest, close) before
+        the core sees it (``sent``: as it goes out): the recorder's hook.
     stop
         Set it to end the session; the connection is closed and the call returns.
     max_reconnects
@@ -98,6 +106,9 @@ async def run_session(
                 if reason is None:
                     raise
                 verb = "lost connection to" if session.opened else "cannot reach"
+                asked = session.close_request
+                if asked is not None:  # the core closed it (dead connection, rate limit)
+                    reason, verb = asked.reason, "closed the connection to"
             finally:
                 await session.closed()
             if session.got_data:  # it worked for a while: start the back-off over
@@ -108,6 +119,8 @@ async def run_session(
                 raise ReconnectsExhausted(f"{protocol.venue}: {verb} {_short(url)}: {reason}; "
                                           f"gave up after {max_reconnects} reconnects")
             delay = next(delays)
+            if session.close_request is not None:
+                delay = max(delay, session.close_request.retry_after_s)
             log.warning("%s: %s %s: %s; retry %d in %.1f s",
                         protocol.venue, verb, _short(url), reason, failures, delay)
             try:
@@ -137,6 +150,12 @@ class _Session:
         self.ws: ClientConnection | None = None
         self.rest_tasks: set[asyncio.Task[None]] = set()
         self.rest_gate_ns = 0  # no REST before this time (a 429/418 Retry-After)
+        self.close_request: CloseRequest | None = None  # the core asked to close this connection
+        # Optional timer hooks of a TimedVenueProtocol (None for a core without timers).
+        self.deadline_ns: Callable[[], int | None] | None = getattr(protocol, "deadline_ns", None)
+        self.on_timer: Callable[[int], list[Event]] | None = getattr(protocol, "on_timer", None)
+        self.close_requested: Callable[[], CloseRequest | None] | None = getattr(
+            protocol, "close_requested", None)
 
     async def pump(self, ws: ClientConnection, url: str, stop: asyncio.Event) -> None:
         """Run one open connection until it closes.
@@ -145,6 +164,7 @@ class _Session:
         ``ConnectionClosed`` for any other close.
         """
         self.opened, self.got_data, self.ws = True, False, ws
+        self.close_request = None
         self.count += 1
         self.conn_id = f"{self.protocol.venue}-{self.count}"
         proto, on_frame, conn_id = self.protocol, self.on_frame, self.conn_id  # hot locals
@@ -152,12 +172,30 @@ class _Session:
         if on_frame:
             self.record(Frame(ts, conn_id, "open", b"", url))
         await self.deliver(proto.connection_opened(ts))
-        await self.service()
         # Closing the socket is how a stop interrupts a pending recv().
         watcher = asyncio.create_task(_close_on(stop, ws))
+        deadline_ns, on_timer = self.deadline_ns, self.on_timer
+        loop = asyncio.get_running_loop()
         try:
+            # The first frames (a JSON-RPC core's subscriptions) may meet a server that
+            # already closed: that close is handled like any other, below.
+            await self.service()
             while True:
-                data = await ws.recv(decode=False)
+                deadline = deadline_ns() if deadline_ns is not None else None
+                if deadline is None:
+                    data = await ws.recv(decode=False)
+                else:
+                    assert on_timer is not None
+                    try:
+                        # recv() is cancellation-safe: a timeout loses no message.
+                        async with asyncio.timeout_at(loop.time() + (deadline - time.time_ns()) / 1e9):
+                            data = await ws.recv(decode=False)
+                    except TimeoutError:
+                        events = on_timer(time.time_ns())
+                        if events:
+                            await self.deliver(events)
+                        await self.service()
+                        continue
                 ts = time.time_ns()
                 self.got_data = True
                 if on_frame:
@@ -172,6 +210,8 @@ class _Session:
             ts = time.time_ns()
             close = exc.rcvd
             reason = f"{close.code} {close.reason}".strip() if close else "no close frame"
+            if self.close_request is not None:
+                reason = self.close_request.reason
             if on_frame:
                 self.record(Frame(ts, conn_id, "close", reason.encode()))
             await self.deliver(proto.connection_lost(ts, reason))
@@ -191,14 +231,25 @@ class _Session:
         self.rest_tasks.clear()
 
     async def service(self) -> None:
-        """Send what the core wants sent and start the GETs it wants made."""
+        """Send what the core wants sent, start the GETs it wants made, and close the
+        connection if the core asks for that."""
         assert self.ws is not None
+        ws = self.ws
         for frame in self.protocol.frames_to_send():
-            await self.ws.send(frame)
+            if self.on_frame:
+                self.record(Frame(time.time_ns(), self.conn_id, "sent", frame.encode()))
+            await ws.send(frame)
         for req in self.protocol.rest_requests():
             task = asyncio.create_task(self.fetch(req))
             self.rest_tasks.add(task)
             task.add_done_callback(self._fetch_done)
+        if self.close_requested is not None and self.close_request is None:
+            request = self.close_requested()
+            if request is not None:
+                self.close_request = request
+                # The next recv() raises ConnectionClosed; pump() reports this reason.
+                reason = request.reason.encode()[:_MAX_REASON_BYTES].decode("utf-8", "ignore")
+                await ws.close(1000, reason)
 
     def _fetch_done(self, task: asyncio.Task[None]) -> None:
         self.rest_tasks.discard(task)
@@ -236,6 +287,9 @@ class _Session:
         events = self.protocol.receive_rest(url, status, body, ts)
         if events:
             await self.deliver(events)
+        fatal = getattr(self.protocol, "fatal_error", None)
+        if fatal:
+            raise FeedConfigError(fatal)
         try:
             await self.service()
         except ConnectionClosed:

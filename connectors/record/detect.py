@@ -162,6 +162,8 @@ def _venue_of_url(url: str) -> tuple[str, str] | None:
         if pattern.fullmatch(host):
             return venue
     if host in _LOOPBACK:
+        if parts.path == "/ws/api/v2" or parts.path.startswith("/api/v2/"):
+            return "deribit", "all"  # the replay server's Deribit endpoints
         for prefix, market in _LOOPBACK_PATHS:
             if parts.path.startswith(prefix) or parts.path == prefix.rstrip("/"):
                 return "binance", market
@@ -194,6 +196,8 @@ def detect_venue(frame: Frame) -> tuple[str, str] | None:
     ('binance', 'coinm')
     >>> rpc = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERP.raw"}}'
     >>> detect_venue(Frame(0, "c", "recv", rpc))
+    ('deribit', 'all')
+    >>> detect_venue(Frame(0, "c", "open", b"", "ws://127.0.0.1:8001/ws/api/v2"))
     ('deribit', 'all')
     """
     if frame.url is not None:

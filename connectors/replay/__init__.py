@@ -1,4 +1,4 @@
-"""Replay recordings on loopback in each venue's own protocol (Binance today).
+"""Replay recordings on loopback in each venue's own protocol (Binance, Deribit).
 
 Not sans-I/O: :mod:`connectors.replay.server` is an asyncio websocket/HTTP server,
 the one place outside ``connectors.io`` that imports asyncio and websockets.

@@ -1,7 +1,9 @@
-"""Serve recordings on loopback in Binance's own websocket and REST protocol.
+"""Serve recordings on loopback in Binance's and Deribit's own protocols.
 
-The unmodified live Binance connector runs against it: point its websocket and REST
-base URLs at :meth:`ReplayServer.ws_url` and :meth:`ReplayServer.rest_url`.
+The unmodified live connectors run against it: point their websocket and REST base
+URLs at :meth:`ReplayServer.ws_url` and :meth:`ReplayServer.rest_url` (Deribit's
+JSON-RPC websocket is ``ws_url() + "/ws/api/v2"``, what ``DeribitProtocol.stream_url``
+appends; its behaviour is described in :mod:`connectors.replay.deribit`).
 
 Design
 ------
@@ -43,7 +45,11 @@ Design
   and so it does after a sequence break in the recording (the book is unknown until
   the next recorded snapshot); after ``snapshot_timeout_s`` it gets HTTP 503 with a
   JSON error. Unknown symbol: HTTP 400 ``{"code":-1121,"msg":"Invalid symbol."}``.
-* Only Binance frames are served; other venues' frames in the recordings are skipped.
+* **Deribit.** Websocket upgrades on ``/ws/api/v2`` speak Deribit's JSON-RPC
+  (:mod:`connectors.replay.deribit`), on the same clock; ``GET
+  /api/v2/public/get_instruments?currency=BTC[&kind=option]`` answers the listing
+  over HTTP too.
+* Frames of other venues in the recordings are skipped.
 """
 
 from __future__ import annotations
@@ -69,7 +75,11 @@ from websockets.http11 import Request, Response
 from connectors.record.detect import merge_recordings
 from connectors.record.frames import Frame, RecordingFormatError
 from connectors.record.hftbacktest import decode_envelope
+from connectors.replay.deribit import LISTING_PATH as DERIBIT_LISTING_PATH
+from connectors.replay.deribit import PATH as DERIBIT_PATH
+from connectors.replay.deribit import DeribitReplay
 from connectors.replay.state import (
+    DERIBIT,
     DIFF_STREAM,
     Catalog,
     RecordedBook,
@@ -166,6 +176,7 @@ class ReplayServer:
         speed: float = 1.0,
         snapshot_timeout_s: float = 10.0,
         max_gap_s: float = 10.0,
+        deribit_min_heartbeat_s: float = 10.0,
     ) -> None:
         self._paths = [Path(p) for p in paths]
         if not self._paths:
@@ -189,6 +200,9 @@ class ReplayServer:
         self._ended: set[str] = set()  # markets whose recordings are over
         self._finished = False  # every market is over
         self._closing: set[asyncio.Task[None]] = set()  # close handshakes in flight
+        self._deribit_min_heartbeat_s = deribit_min_heartbeat_s
+        self._deribit: DeribitReplay | None = None  # when the recordings hold Deribit
+        self._position = (0, 0)  # (index, recorded receive ns) of the frame last played
 
     @property
     def port(self) -> int:
@@ -202,8 +216,15 @@ class ReplayServer:
         """Market -> recorded symbols, known after :meth:`start`."""
         return {m: tuple(sorted(i.symbols)) for m, i in sorted(self._catalog.markets.items())}
 
+    @property
+    def deribit(self) -> DeribitReplay | None:
+        """The Deribit half (its sessions and counters), after :meth:`start`; None without
+        Deribit recordings."""
+        return self._deribit
+
     def ws_url(self, market: str | None = None) -> str:
-        """Websocket base URL; append ``/stream?streams=...`` or ``/ws/...``."""
+        """Websocket base URL; append ``/stream?streams=...`` or ``/ws/...`` (Binance),
+        ``/ws/api/v2`` (Deribit)."""
         return f"ws://{self._host}:{self.port}" + (f"/{market}" if market else "")
 
     def rest_url(self, market: str | None = None) -> str:
@@ -215,7 +236,12 @@ class ReplayServer:
         self._catalog = await asyncio.to_thread(scan, self._paths)
         if not self._catalog.markets:
             names = ", ".join(str(p) for p in self._paths)
-            raise RecordingFormatError(f"no Binance frames to replay in {names}")
+            raise RecordingFormatError(f"no Binance or Deribit frames to replay in {names}")
+        recorded = self._catalog.deribit
+        self._position = (0, recorded.first_ns or 0)
+        if DERIBIT in self._catalog.markets:
+            self._deribit = DeribitReplay(
+                recorded, self._go.set, lambda: self._position, self._deribit_min_heartbeat_s)
         try:
             self._server = await serve(
                 self._handle,
@@ -289,6 +315,7 @@ class ReplayServer:
                     await asyncio.sleep(delay)
                 elif i % _YIELD_EVERY == 0:
                     await asyncio.sleep(0)
+                self._position = (i, frame.ts_recv_ns)
                 await self._play(frame)
                 for market in ends_at.get(i, ()):
                     self._end(market)
@@ -314,6 +341,10 @@ class ReplayServer:
                 self._wake(key, book)
             return
         market = self._catalog.conn_market.get(frame.conn_id)
+        if market == DERIBIT:
+            if frame.kind == "recv" and self._deribit is not None:
+                await self._deribit.play(frame.payload)
+            return
         env = decode_envelope(frame.payload) if frame.kind == "recv" and market else None
         if market is None or env is None:
             return
@@ -368,6 +399,9 @@ class ReplayServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         url = urlsplit(ws.request.path if ws.request is not None else "/")
+        if url.path == DERIBIT_PATH and self._deribit is not None:
+            await self._handle_deribit(ws, self._deribit)
+            return
         market, path = _split_prefix(url.path)
         combined = path == "/stream"
         raw_names = parse_qs(url.query).get("streams", [""])[0] if combined else path[3:]
@@ -387,18 +421,32 @@ class ReplayServer:
         finally:
             self._drop(client)
 
+    async def _handle_deribit(self, ws: ServerConnection, replay: DeribitReplay) -> None:
+        client = _Client(ws, DERIBIT, False)  # so that _end/_finish close it too
+        self._clients.add(client)
+        try:
+            if self._finished or DERIBIT in self._ended:
+                await ws.close(1000, END_OF_RECORDING)
+                return
+            await replay.serve(ws)
+        finally:
+            self._clients.discard(client)
+
     async def _admit(self, client: _Client, names: list[str]) -> bool:
         """Settle the client's market for ``names``, or close the connection saying why."""
         market, refusal = client.market, ""
+        if market is None and len(self._catalog.markets) == 1:
+            market = next(iter(self._catalog.markets))
         if market is None:
             market, refusal = self._infer_market(names)
         if market is not None:
             known = self._catalog.markets[market].symbols
-            unknown = [symbol_of(n) for n in names if not n.startswith("!")]
-            unknown = [s for s in unknown if s not in known]
+            unknown = sorted({symbol_of(n) for n in names if not n.startswith("!")} - known)
             if unknown:
-                refusal = f"unknown symbol {unknown[0]}: not in the {market} recordings"
-                market = None
+                # Binance accepts streams of symbols it does not list and sends nothing on
+                # them; the REST depth call answers -1121 "Invalid symbol.", as here.
+                log.warning("streams of unknown symbols %s stay silent (not in the %s recordings)",
+                            ", ".join(unknown), market)
         if market is None:
             reason = refusal.encode()[:_MAX_REASON_BYTES].decode("ascii", "ignore")
             await client.ws.close(1008, reason)
@@ -474,6 +522,17 @@ class ReplayServer:
 
     async def _process_request(self, _: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        if url.path in (DERIBIT_PATH, DERIBIT_LISTING_PATH):
+            if self._deribit is None:
+                return _error(404, -1, "no deribit recordings on this replay server")
+            if url.path == DERIBIT_PATH:
+                return None  # go on with the websocket handshake
+            query = parse_qs(url.query)
+            currency = query.get("currency", [""])[0]
+            if not currency:
+                return _json(400, {"jsonrpc": "2.0", "error": {
+                    "code": -32602, "message": "Invalid params", "data": {"param": "currency"}}})
+            return _json(200, self._deribit.listing_body(currency, query.get("kind", [None])[0]))
         prefix, path = _split_prefix(url.path)
         if path in _DEPTH_PATHS:
             return await self._depth(prefix, path, parse_qs(url.query))
@@ -532,7 +591,7 @@ def serve_forever(
 
     ``on_ready`` is called with the started server, e.g. to print its URLs.
     """
-    server = ReplayServer(paths, host=host, port=port, speed=speed)
+    server = ReplayServer(paths, host=host, port=port, speed=speed)  # Deribit: /ws/api/v2
     asyncio.run(_serve_until_signal(server, on_ready))
 
 

@@ -12,6 +12,18 @@ never reads a clock; instead it says what the caller must do next:
 
 The asyncio shell (``connectors.io.ws.run_session``) drives any object of this
 shape, and so do the recording readers, through ``feed_frame``.
+
+A core whose venue needs timers (request pacing, heartbeat liveness: Deribit) also
+has the three methods of :class:`TimedVenueProtocol`; the shell looks for them and
+a core without them (Binance) never gets a timer call:
+
+* ``deadline_ns()``: the wall-clock time at which to call ``on_timer`` if no frame
+  arrived before it (None: no timer wanted);
+* ``on_timer(ts_recv_ns)``: that time has come; returns events, and may leave frames
+  to send and a close request;
+* ``close_requested()``: a :class:`CloseRequest` when the core wants the connection
+  closed and reopened (a dead connection, a venue that ends the session); the
+  shell closes it, then reconnects no sooner than ``retry_after_s``.
 """
 
 from __future__ import annotations
@@ -30,6 +42,13 @@ class RestRequest(msgspec.Struct, frozen=True):
     path: str  # e.g. /api/v3/depth?symbol=BTCUSDT&limit=5000
     symbol: str  # the instrument it is for
     not_before_ns: int  # do not send before this wall-clock time (retry back-off)
+
+
+class CloseRequest(msgspec.Struct, frozen=True):
+    """The core wants this connection closed; the shell then reconnects with back-off."""
+
+    reason: str  # for the log line and the close frame
+    retry_after_s: float = 0.0  # reconnect no sooner than this (on top of the back-off)
 
 
 class InstrumentStats(msgspec.Struct, kw_only=True):
@@ -72,7 +91,12 @@ class ProtocolStats(msgspec.Struct, kw_only=True):
 
 
 class VenueProtocol(Protocol):
-    """A venue's sans-I/O core, as the shell and the recording readers see it."""
+    """A venue's sans-I/O core, as the shell and the recording readers see it.
+
+    A core may also expose ``fatal_error: str | None``: set when the venue refused
+    something no reconnect can fix (Binance: an unknown symbol); the shell then stops
+    with :class:`connectors.errors.FeedConfigError`.
+    """
 
     venue: str
     rest_base: str
@@ -111,4 +135,19 @@ class VenueProtocol(Protocol):
 
     def stats(self) -> ProtocolStats:
         """Counters for ``volcast inspect`` and metrics."""
+        ...
+
+class TimedVenueProtocol(VenueProtocol, Protocol):
+    """A core that also wants timer calls and may ask for its connection to be closed."""
+
+    def deadline_ns(self) -> int | None:
+        """Wall-clock ns at which to call :meth:`on_timer` if no frame came first."""
+        ...
+
+    def on_timer(self, ts_recv_ns: int) -> list[Event]:
+        """The deadline passed; afterwards send :meth:`frames_to_send` as usual."""
+        ...
+
+    def close_requested(self) -> CloseRequest | None:
+        """Set when the core wants the connection closed and reopened."""
         ...

@@ -2,7 +2,7 @@
 
 Frames built by ``depth()``/``snapshot()`` below are SYNTHETIC (small hand-made ids
 and prices, to pin each rule); every other frame is real, from
-``resources/binance/*.json`` (see tests/data/binance/PROVENANCE.md).
+``resources/binance/*.json`` (see resources/binance/PROVENANCE.md).
 """
 
 from __future__ import annotations
@@ -201,14 +201,26 @@ def test_kline_is_ignored_not_malformed():
 # -- spot sync (research/protocols.md §2.1) -------------------------------------
 
 
+def test_unknown_symbol_is_fatal_with_one_clear_reason():
+    p = BinanceProtocol("spot", ["FOOUSDT"])
+    p.connection_opened(0)
+    [req] = p.rest_requests()
+    ev = p.receive_rest(req.path, 400, b'{"code":-1121,"msg":"Invalid symbol."}', 1)
+    assert statuses(ev) == [("FOOUSDT", "error")]
+    assert p.fatal_error is not None and "unknown symbol FOOUSDT" in p.fatal_error
+    assert p.rest_requests() == []  # no retry can fix it
+
+
 def test_spot_buffers_until_snapshot_then_syncs():
     p = BinanceProtocol("spot", ["BTCUSDT"])
     ev = p.connection_opened(0)
     assert statuses(ev) == [("*", "connected"), ("BTCUSDT", "buffering")]
-    assert p.receive_frame(depth("btcusdt", 5, 8, b=[(100, 9)]), 1) == []
+    # The snapshot is asked for on connect (an unlisted symbol would send no diff).
     [req] = p.rest_requests()
-    assert (req.path, req.symbol, req.not_before_ns) == (SPOT_URL.format("BTCUSDT"), "BTCUSDT", 1)
+    assert (req.path, req.symbol, req.not_before_ns) == (SPOT_URL.format("BTCUSDT"), "BTCUSDT", 0)
     assert p.rest_requests() == []  # handed out once
+    assert p.receive_frame(depth("btcusdt", 5, 8, b=[(100, 9)]), 1) == []
+    assert p.rest_requests() == []  # the diff does not ask again while one is in flight
     # The bridging diff arrives before the snapshot (as in the real recordings).
     assert p.receive_frame(depth("btcusdt", 9, 12, b=[(100, 3)], a=[(101, 0)]), 2) == []
     ev = p.receive_rest(req.path, 200, snapshot(10, [(100, 1), (99, 2)], [(101, 1), (102, 2)]), 3)

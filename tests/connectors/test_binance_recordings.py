@@ -1,6 +1,6 @@
-"""BinanceProtocol over real recordings (tests/data/binance, see PROVENANCE.md).
-
-The frame readers here are minimal stand-ins for ``connectors.record`` readers.
+"""BinanceProtocol over real recordings: hftbacktest's (data/binance/hftbacktest, see
+data/PROVENANCE.md) and cryptofeed's (tests/data/cryptofeed, see its PROVENANCE.md),
+read with the official readers of ``connectors.record.detect``.
 """
 
 from __future__ import annotations
@@ -11,47 +11,39 @@ from pathlib import Path
 import pytest
 
 from connectors.events import BBO, BookDelta, BookSnapshot, FeedStatus
+from connectors.record.detect import merge_recordings
 from connectors.record.frames import Frame
-from connectors.venues.binance.bench import load_hftbacktest
+from connectors.venues.binance import protocol as protocol_module
 from connectors.venues.binance.protocol import BinanceProtocol
 
-DATA = Path(__file__).parents[1] / "data" / "binance"
-HFT = DATA / "hftbacktest"
-CRYPTOFEED = DATA / "cryptofeed"
+REPO = Path(__file__).resolve().parents[2]
+HFT = REPO / "data" / "binance" / "hftbacktest"
+CRYPTOFEED = REPO / "tests" / "data" / "cryptofeed"
 
 SPOT_DAYS = ("20240808", "20240809")  # one connection across both files
 
 
-def hft_frames(market: str, symbol: str) -> list[Frame]:
-    """One hftbacktest connection; spot 0808+0809 concatenated."""
+def hft_paths(market: str, symbol: str) -> list[Path]:
     days = SPOT_DAYS if market == "spot" else SPOT_DAYS[:1]
-    return load_hftbacktest([str(HFT / market / f"{symbol.lower()}_{d}.gz") for d in days])
+    return [HFT / market / f"{symbol.lower()}_{d}.gz" for d in days]
 
 
-def merged(*connections: list[Frame]) -> list[Frame]:
-    """Frames of several recordings as one connection, by receive time."""
-    frames = sorted((f for c in connections for f in c if f.kind != "open"), key=lambda f: f.ts_recv_ns)
-    return [Frame(frames[0].ts_recv_ns, "merged", "open", b"")] + frames
+def hft_frames(*cases: tuple[str, str]) -> list[Frame]:
+    """hftbacktest recordings of one connection (spot 0808+0809), merged by receive time.
+
+    They hold no ``open`` frame: see :func:`start`.
+    """
+    return list(merge_recordings([p for market, symbol in cases for p in hft_paths(market, symbol)]))
+
+
+def start(p: BinanceProtocol, frames: list[Frame]) -> list:
+    """Open the connection the recording was made on, at its first frame's time."""
+    return p.connection_opened(frames[0].ts_recv_ns)
 
 
 def cryptofeed_frames(name: str) -> list[Frame]:
     """``<NAME>.ws.1.0`` and ``<NAME>.http.0.0`` as frames, merged by receive time."""
-    frames = []
-    for path in (CRYPTOFEED / f"{name}.ws.1.0", CRYPTOFEED / f"{name}.http.0.0"):
-        for line in path.read_bytes().splitlines():
-            if not line:
-                continue
-            if b" <-> " in line:  # <url> <-> <ts>: connection opened
-                url, ts = line.split(b" <-> ")
-                frames.append(Frame(round(float(ts) * 1e9), name, "open", b"", url.decode()))
-            elif line.startswith(b"http"):  # <url> -> <ts>: <json>: REST response
-                url, rest = line.split(b" -> ", 1)
-                ts, body = rest.split(b": ", 1)
-                frames.append(Frame(round(float(ts) * 1e9), name, "rest", body, url.decode()))
-            else:  # <ts>: <json>: frame received
-                ts, body = line.split(b": ", 1)
-                frames.append(Frame(round(float(ts) * 1e9), name, "recv", body))
-    return sorted(frames, key=lambda f: f.ts_recv_ns)
+    return list(merge_recordings([CRYPTOFEED / f"{name}.ws.1.0", CRYPTOFEED / f"{name}.http.0.0"]))
 
 
 def protocol(market: str, symbols, **kw) -> BinanceProtocol:
@@ -72,12 +64,12 @@ HFT_CASES = [("spot", "BTCUSDT"), ("spot", "ETHUSDT"), ("usdm", "BTCUSDT"), ("us
 @pytest.fixture(scope="module", params=HFT_CASES, ids=lambda c: f"{c[0]}-{c[1]}")
 def hft(request):
     market, symbol = request.param
-    frames = hft_frames(market, symbol)
+    frames = hft_frames((market, symbol))
     p = protocol(market, [symbol])
     # Record the book's best level after every applied diff and every BBO, by update id.
     book_at: dict[int, tuple] = {}
     bbo_at: dict[int, tuple] = {}
-    events = []
+    events = start(p, frames)
     book = p._inst[symbol].book  # white box: compare the live book itself
     for f in frames:
         for ev in p.feed_frame(f):
@@ -138,10 +130,12 @@ def test_hftbacktest_book_matches_book_ticker(hft):
 
 def test_dropped_diff_resyncs_that_symbol_only_and_converges():
     # Arrange: BTC and ETH spot on one connection; a twin protocol sees every frame.
-    frames = merged(hft_frames("spot", "BTCUSDT"), hft_frames("spot", "ETHUSDT"))
+    frames = hft_frames(("spot", "BTCUSDT"), ("spot", "ETHUSDT"))
     depth_btc = [i for i, f in enumerate(frames) if f.payload.startswith(b'{"stream":"btcusdt@depth')]
     dropped = depth_btc[len(depth_btc) // 2]
     p, twin = protocol("spot", ["BTCUSDT", "ETHUSDT"]), protocol("spot", ["BTCUSDT", "ETHUSDT"])
+    start(p, frames)
+    start(twin, frames)
     # Act
     events = run(p, frames[:dropped]) + run(p, frames[dropped + 1 : dropped + 200])
     run(twin, frames[: dropped + 200])
@@ -173,10 +167,12 @@ def test_dropped_diff_resyncs_that_symbol_only_and_converges():
 
 
 def test_malformed_frames_between_real_ones_are_counted_and_skipped():
-    frames = hft_frames("usdm", "BTCUSDT")[:3000]
+    frames = hft_frames(("usdm", "BTCUSDT"))[:3000]
     clean = protocol("usdm", ["BTCUSDT"])
+    start(clean, frames)
     run(clean, frames)
     dirty = protocol("usdm", ["BTCUSDT"])
+    start(dirty, frames)
     bad = 0
     for n, f in enumerate(frames):
         dirty.feed_frame(f)
@@ -212,3 +208,19 @@ def test_cryptofeed_captures_sync_every_symbol(name, market, symbols):
         assert (i.state, i.syncs, i.gaps, i.crossed) == ("synced", 1, 0, 0), sym
         assert i.best_bid is not None and i.best_ask is not None and i.best_bid < i.best_ask
     assert sum(isinstance(e, BookDelta) for e in events) > 5
+
+
+@pytest.mark.skipif(protocol_module._KERNEL is None, reason="compiled book kernel not built")
+def test_compiled_and_pure_python_books_emit_identical_events(hft, monkeypatch):
+    # Views and deltas both on: every event and counter of the compiled path (C level
+    # parsing, C book) equals the pure-Python path's (msgspec floats, PyL2Book).
+    market, symbol, frames, *_ = hft
+    runs = {}
+    for name, kernel in (("compiled", protocol_module._KERNEL), ("python", None)):
+        monkeypatch.setattr(protocol_module, "_KERNEL", kernel)
+        p = protocol(market, [symbol], book_view_depth=5)
+        events = start(p, frames) + run(p, frames)
+        runs[name] = (events, p.stats())
+    assert len(runs["compiled"][0]) == len(runs["python"][0]) > 50_000
+    assert runs["compiled"][0] == runs["python"][0]
+    assert runs["compiled"][1] == runs["python"][1]

@@ -10,8 +10,8 @@ import pytest
 CONNECTORS = pathlib.Path(__file__).resolve().parents[2] / "connectors"
 NEVER = ("bytewax", "model", "flows")
 IO_ONLY = ("asyncio", "websockets", "httpx")
-# The asyncio shells: the generic session and the replay server.
-IO_PACKAGES = ("io", "replay")
+# The asyncio shells: the generic session, the replay server and the sinks' publishers.
+IO_PACKAGES = ("io", "replay", "sinks")
 
 
 def imported_modules(path: pathlib.Path):

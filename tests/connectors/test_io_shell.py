@@ -1,6 +1,6 @@
 """The asyncio shell against a local websockets server on 127.0.0.1, and retry.py.
 
-The server replays the first frames of a real recording (tests/data/binance) and
+The server replays the first frames of a real recording (data/binance/hftbacktest) and
 answers the REST depth path from ``process_request``, as the replay server will.
 """
 
@@ -12,6 +12,7 @@ import random
 import socket
 from collections.abc import Callable
 from http import HTTPStatus
+from itertools import islice
 from pathlib import Path
 
 import httpx
@@ -26,11 +27,11 @@ from connectors.errors import ReconnectsExhausted
 from connectors.events import BookDelta, FeedStatus
 from connectors.io.retry import backoff_delays, classify
 from connectors.io.ws import END_OF_RECORDING, run_session
-from connectors.venues.binance.bench import load_hftbacktest
+from connectors.record.detect import open_recording
 from connectors.venues.binance.protocol import BinanceProtocol
 
-RECORDING = Path(__file__).parents[1] / "data" / "binance" / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
-FRAMES = load_hftbacktest([str(RECORDING)])[:1500]
+RECORDING = Path(__file__).resolve().parents[2] / "data" / "binance" / "hftbacktest" / "spot" / "btcusdt_20240808.gz"
+FRAMES = list(islice(open_recording(RECORDING), 1499))
 WS = [f.payload for f in FRAMES if f.kind == "recv"]
 SNAPSHOT = next(f.payload for f in FRAMES if f.kind == "rest")
 

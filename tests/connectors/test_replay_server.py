@@ -159,16 +159,19 @@ def test_subscribe_message_is_acked_and_adds_the_stream(spot_slice: Path) -> Non
     assert got[1:] == expected
 
 
-def test_unknown_symbol_closes_with_a_reason(spot_slice: Path) -> None:
-    async def main() -> tuple[int | None, str | None]:
+def test_unknown_symbol_is_silent_on_the_stream_and_invalid_on_rest(spot_slice: Path) -> None:
+    # Like Binance: the stream of an unlisted symbol sends nothing; its depth snapshot is -1121.
+    async def main() -> tuple[int | None, str | None, int, int, bytes]:
         async with ReplayServer([spot_slice], speed=0) as server:
             async with connect(f"{server.ws_url()}/stream?streams=xyzusdt@trade") as ws:
-                await read_all(ws)
-                return ws.close_code, ws.close_reason
+                got = await read_all(ws)
+            async with httpx.AsyncClient() as http:
+                resp = await http.get(f"{server.rest_url()}/api/v3/depth?symbol=XYZUSDT&limit=10")
+            return ws.close_code, ws.close_reason, len(got), resp.status_code, resp.content
 
-    code, reason = run(main)
-    assert code == 1008
-    assert reason is not None and reason.startswith("unknown symbol XYZUSDT")
+    code, reason, n_frames, status, body = run(main)
+    assert (code, reason, n_frames) == (1000, "end of recording", 0)
+    assert status == 400 and b"-1121" in body
 
 
 def test_speed_scales_the_recorded_pace(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ def test_demo_runs_to_the_end_of_the_data_with_a_complete_jsonl(tmp_path):
     assert stdout.splitlines() == lines  # stdout and the file carry the same records
     assert {r["underlying"] for r in records} == {"BTC", "ETH"}
     # The spot recordings span 23:54:13 -> 00:05:04: the demo ran to the end of the data.
-    btc = [r for r in records if r["underlying"] == "BTC"]
+    btc = [r for r in records if r["underlying"] == "BTC" and r["schema"] == "volcast.forecast/1"]
     assert btc[-1]["time"] >= "2024-08-09T00:05:00"
     assert any(h["vol"] is not None and h["method"] == "ewma" for r in btc for h in r["rv"])
     assert 'volcast_book_state{instrument="binance_usdm:BTCUSDT",state="synced"} 1.0' in scraped
@@ -165,3 +165,25 @@ def test_run_against_an_unreachable_endpoint_retries_with_one_line_per_attempt(t
     assert "Traceback" not in proc.stderr
     attempts = [line for line in proc.stderr.splitlines() if f"127.0.0.1:{port}" in line]
     assert len(attempts) >= 2, proc.stderr
+
+
+def test_unknown_symbol_stops_the_daemon_with_one_clear_line(tmp_path):
+    server = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "replay-server", "--speed", "1", "--from", str(SPOT / "btcusdt_20240808.gz")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        port = int(server.stdout.readline().rsplit(":", 1)[1])
+        cfg = tmp_path / "volcast.toml"
+        cfg.write_text(
+            f'[[feeds]]\nmarket = "spot"\nsymbols = ["btcusdt", "foousdt"]\n'
+            f'ws_url = "ws://127.0.0.1:{port}/spot"\nrest_url = "http://127.0.0.1:{port}/spot"\n'
+        )
+        out = tmp_path / "f.jsonl"
+        line = one_error_line(volcast("run", "--config", str(cfg), "--quiet", "--out", str(out), timeout=60))
+        assert "unknown symbol FOOUSDT" in line
+        tap = volcast("tap", "binance", "--symbols", "foousdt", "--url", f"ws://127.0.0.1:{port}/spot", timeout=60)
+        assert "unknown symbol FOOUSDT" in one_error_line(tap)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

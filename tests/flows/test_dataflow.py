@@ -12,8 +12,12 @@ from connectors.record.detect import merge_recordings
 from connectors.venues.binance.protocol import BinanceProtocol
 from flows.config import AppConfig, FeedConfig
 from flows.dataflow import build_flow
-from flows.records import SCHEMA
+from flows.records import SCHEMA, SCORE_SCHEMA
+from model.baselines.ewma import EWMA
+from model.baselines.har import HARRV
 from model.features import FeatureBuilder
+from model.forecaster import step_rv
+from model.scoring import OnlineScorer
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "binance" / "hftbacktest" / "spot"
 
@@ -39,6 +43,10 @@ def flow_output(spot_btc_events):
     return cfg, records, rows
 
 
+def forecasts_of(records):
+    return [r for r in records if r["schema"] == SCHEMA]
+
+
 def test_live_flow_and_offline_path_build_identical_rows(spot_btc_events, flow_output):
     # Arrange: the offline path (train/evaluate) runs the same FeatureBuilder without Bytewax.
     cfg, _records, flow_rows = flow_output
@@ -52,6 +60,7 @@ def test_live_flow_and_offline_path_build_identical_rows(spot_btc_events, flow_o
 
 def test_records_are_versioned_idempotent_and_honest(flow_output):
     _cfg, records, rows = flow_output
+    records = forecasts_of(records)
     assert len(records) == len(rows)  # one record per step of the primary instrument
     ids = [r["id"] for r in records]
     assert len(set(ids)) == len(ids)
@@ -86,4 +95,39 @@ def test_records_say_when_the_book_never_synced(spot_btc_events):
                         rows_sink=TestingSink(rows)))
     # Assert
     assert rows and not any(r.synced for r in rows)
-    assert records and all(r["inputs_synced"] is False for r in records)
+    assert forecasts_of(records) and all(r["inputs_synced"] is False for r in forecasts_of(records))
+    # Nothing observed, nothing scored: the score records say so.
+    scores = [r for r in records if r["schema"] == SCORE_SCHEMA]
+    assert scores and all(r["scores"] == [] for r in scores)
+
+
+def test_score_records_match_an_offline_scorer_over_the_same_rows(flow_output):
+    # Arrange: the offline path scores the same rows with the same forecasters and scorer.
+    cfg, records, rows = flow_output
+    forecasters = [HARRV(cadence_ns=cfg.cadence_ns), EWMA(cadence_ns=cfg.cadence_ns)]
+    scorer = OnlineScorer(forecasters[0].horizons, cadence_ns=cfg.cadence_ns)
+    expected = {}
+    # Act
+    for row in rows:
+        scorer.observe(row.ts_ns, step_rv(row))
+        for f in forecasters:
+            f.observe(row)
+            for fc in f.forecast(row.ts_ns):
+                scorer.add(row.ts_ns, f.name, fc)
+        if row.ts_ns % (60 * cfg.cadence_ns) == 0:
+            expected[row.ts_ns] = scorer.summary()
+    # Assert: one score record per minute of steps, with the offline scores.
+    scores = [r for r in records if r["schema"] == SCORE_SCHEMA]
+    assert [r["ts_ns"] for r in scores] == sorted(expected) and len(scores) >= 10
+    for rec in scores:
+        assert rec["id"] == f"BTC:{rec['ts_ns']}:score" and rec["underlying"] == "BTC"
+        assert [(s["method"], s["horizon"], s["n"], s["qlike"]) for s in rec["scores"]] == [
+            (s.method, s.horizon, s.n, s.qlike) for s in expected[rec["ts_ns"]]
+        ]
+    # 11 minutes of data: EWMA's 5m forecasts (from its 60th step on) mature and are scored;
+    # HAR needs 4h of history and never forecasts; no quantiles yet, so no band coverage.
+    final = {(s["method"], s["horizon"]): s for s in scores[-1]["scores"]}
+    ewma_5m = final[("ewma", "5m")]
+    assert ewma_5m["n"] >= 10 and 0.0 < ewma_5m["qlike"] < 5.0
+    assert ewma_5m["coverage_q10_q90"] is None and ewma_5m["n_band"] == 0
+    assert not any(method == "har_rv" for method, _h in final)

@@ -4,13 +4,15 @@ Measures what one core sustains on the hot path: ``receive_frame`` on depth fram
 (decode + sequencing + book update + BookDelta), after the book is synced, with the
 frames pre-loaded in memory. Run as::
 
-    python -m connectors.venues.binance.bench 'tests/data/binance/spot/btcusdt_*.gz' spot
+    python -m connectors.venues.binance.bench 'data/binance/hftbacktest/spot/btcusdt_*.gz' spot
+
+The book kernel in use (compiled or pure Python, see :mod:`connectors.book.l2`) is
+reported; ``VOLCAST_PURE_PYTHON=1`` measures the pure-Python one.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
 import json
 import statistics
 import sys
@@ -18,32 +20,11 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from connectors.book import l2
+from connectors.record.detect import merge_recordings
 from connectors.record.frames import Frame
 from connectors.venues.binance import parse
 from connectors.venues.binance.protocol import BinanceProtocol, MarketName
-
-
-def load_hftbacktest(paths: Iterable[str]) -> list[Frame]:
-    """Frames of hftbacktest ``<recv_ns> <json>`` gzip files, read as one connection.
-
-    The inline REST snapshot line (``{"lastUpdateId":...}``, no symbol) becomes a
-    ``rest`` frame whose URL names the symbol of the file's first stream.
-    """
-    frames: list[Frame] = []
-    symbol = ""
-    for path in paths:
-        with gzip.open(path, "rb") as f:
-            for line in f:
-                ts_text, _, payload = line.rstrip(b"\n").partition(b" ")
-                ts = int(ts_text)
-                if payload.startswith(b'{"lastUpdateId"'):
-                    frames.append(Frame(ts, path, "rest", payload, f"/depth?symbol={symbol}"))
-                    continue
-                if not frames:
-                    symbol = json.loads(payload)["stream"].partition("@")[0].upper()
-                    frames.append(Frame(ts, path, "open", b"", None))
-                frames.append(Frame(ts, path, "recv", payload))
-    return frames
 
 
 def depth_throughput(
@@ -54,8 +35,8 @@ def depth_throughput(
     Parameters
     ----------
     path_glob_or_frames
-        A glob of hftbacktest ``.gz`` files (sorted, read as one connection), or
-        frames of one connection with one symbol.
+        A glob of recordings of one connection with one symbol (e.g. hftbacktest's
+        ``.gz`` files of consecutive days, merged by receive time), or its frames.
     market
         ``"spot"``, ``"usdm"`` or ``"coinm"``.
     runs
@@ -64,7 +45,10 @@ def depth_throughput(
         Passed to :class:`BinanceProtocol` (e.g. ``book_view_depth=20``).
     """
     if isinstance(path_glob_or_frames, str):
-        frames = load_hftbacktest(sorted(glob.glob(path_glob_or_frames)))
+        paths = sorted(glob.glob(path_glob_or_frames))
+        if not paths:
+            raise ValueError(f"no file matches {path_glob_or_frames!r}")
+        frames = list(merge_recordings(paths))
     else:
         frames = list(path_glob_or_frames)
     def is_depth(f: Frame) -> bool:
@@ -89,6 +73,8 @@ def depth_throughput(
     stats = None
     for _ in range(runs):
         proto = BinanceProtocol(market, [symbol], depth_stream=channel, **options)
+        if not any(f.kind == "open" for f in warmup):  # hftbacktest files record none
+            proto.connection_opened(frames[0].ts_recv_ns)
         for f in warmup:
             proto.feed_frame(f)
         receive = proto.receive_frame
@@ -116,6 +102,7 @@ def depth_throughput(
         "decode_only_msgs_per_s": round(decode_rate),
         "runs": runs,
         "options": options,
+        "book_kernel": "compiled" if l2.COMPILED else "python",
     }
 
 

@@ -34,8 +34,16 @@ from typing import Any, Literal
 
 import msgspec
 
-from connectors.book.l2 import L2Book
-from connectors.book.sequencing import APPLY, GAP, SKIP, Rule, futures_bridge_rule, futures_rule, spot_rule
+from connectors.book import l2
+from connectors.book.sequencing import (
+    APPLY,
+    GAP,
+    SKIP,
+    Rule,
+    futures_bridge_rule,
+    futures_rule,
+    spot_rule,
+)
 from connectors.errors import ConfigError, ProtocolError
 from connectors.events import BookSnapshot, Event, FeedState, FeedStatus, SizeUnit
 from connectors.record.frames import Frame
@@ -75,6 +83,9 @@ _MAX_IGNORED_KEYS = 64  # distinct reasons counted in stats().ignored
 _BUFFER = 10_000  # diffs buffered per symbol while waiting for a snapshot
 _RETRY_NS = 250_000_000  # first snapshot re-request delay; doubles, capped below
 _RETRY_CAP_NS = 30_000_000_000
+# The compiled book kernel (None: pure Python). Read when a protocol is created, so a
+# test can set it to None to run the pure-Python path in the same process.
+_KERNEL = l2.kernel
 
 Handler = Callable[["_Instrument", Any, int], list[Event]]
 Decoder = msgspec.json.Decoder[Any]
@@ -93,10 +104,10 @@ class _Instrument:
         "n_delta", "n_view", "n_snapshot", "n_trade", "n_bbo", "n_status",
     )
 
-    def __init__(self, symbol: str, snapshot_path: str, cache_size: int) -> None:
+    def __init__(self, symbol: str, snapshot_path: str, book: l2.PyL2Book) -> None:
         self.symbol = symbol
         self.snapshot_path = snapshot_path
-        self.book = L2Book(cache_size)
+        self.book = book
         self.synced = False
         self.state = "disconnected"
         self.last = 0  # update id the book is at (valid when synced)
@@ -182,13 +193,23 @@ class BinanceProtocol:
         self._rule: Rule = futures_rule if m.futures else spot_rule
         self._bridge: Rule = futures_bridge_rule if m.futures else spot_rule
         self._stats = ProtocolStats(venue=m.venue)
+        self._fatal: str | None = None
         self._frames = 0  # hot counter, copied into stats() on demand
         self._inst: dict[str, _Instrument] = {}
         self._want_any = False  # some instrument has want_snapshot set
         self._streams: list[str] = []
         self._routes: dict[str, Route] = {}
+        kernel = _KERNEL
+        book_class = l2.PyL2Book if kernel is None else kernel.L2Book
+        if kernel is None:
+            depth_decoders: tuple[Any, Any] = (parse.DEPTH_ENVELOPE, parse.DEPTH)
+        else:
+            # Decode depth frames to the kernel's Diff: Binance's compact frames parsed
+            # in C in one pass, anything else (and every error) by the typed decoders.
+            depth_decoders = (kernel.DiffDecoder(parse.DEPTH_ENVELOPE, True),
+                              kernel.DiffDecoder(parse.DEPTH, False))
         kinds: list[tuple[str, Decoder, Decoder, Handler]] = [
-            (depth_stream, parse.DEPTH_ENVELOPE, parse.DEPTH, self._on_depth)
+            (depth_stream, *depth_decoders, self._on_depth)
         ]
         if trade_stream == "trade":
             kinds.append(("trade", parse.TRADE_ENVELOPE, parse.TRADE, self._on_trade))
@@ -201,7 +222,7 @@ class BinanceProtocol:
         # N=20, 128 beat 64 (+5-7%) and 192.
         cache_size = max(64, 6 * (book_view_depth or 0))
         for sym in syms:
-            inst = _Instrument(sym, f"{m.depth_path}?symbol={sym}&limit={limit}", cache_size)
+            inst = _Instrument(sym, f"{m.depth_path}?symbol={sym}&limit={limit}", book_class(cache_size))
             self._inst[sym] = inst
             for channel, env_dec, dec, handler in kinds:
                 name = f"{sym.lower()}@{channel}"
@@ -250,6 +271,9 @@ class BinanceProtocol:
         out: list[Event] = [self._status("*", ts_recv_ns, "connected", "connection")]
         for inst in self._inst.values():
             self._reset(inst, "buffering")
+            # Ask at once rather than on the first diff: a symbol Binance does not list
+            # sends no diffs, and only its snapshot's -1121 says so.
+            self._request_snapshot(inst, ts_recv_ns)
             out.append(self._status(inst, ts_recv_ns, "buffering", reason="connection opened"))
         return out
 
@@ -316,6 +340,13 @@ class BinanceProtocol:
             if inst is None:
                 return self._ignore("snapshot for an unsubscribed symbol")
             inst.in_flight = False
+            if status == 400 and b"-1121" in body:
+                # Binance's "Invalid symbol.": no retry can fix a symbol it does not list.
+                self._stats.rest_failed += 1
+                inst.state = "error"
+                reason = f"unknown symbol {inst.symbol} on {self.venue} (GET {url} -> 400 Invalid symbol)"
+                self._fatal = self._fatal or reason
+                return [self._status(inst, ts_recv_ns, "error", reason=reason)]
             if status != 200:
                 self._stats.rest_failed += 1
                 self._error(f"{inst.symbol}: snapshot GET {url} -> HTTP {status}", body)
@@ -350,7 +381,7 @@ class BinanceProtocol:
             action = self._rule(inst.last, msg.U, msg.u, msg.pu)
         if action == APPLY:
             book = inst.book
-            book.apply(msg.b, msg.a)
+            book.apply_diff(msg)
             inst.last = msg.u
             inst.last_e = msg.E
             if book.crossed():
@@ -432,7 +463,7 @@ class BinanceProtocol:
                 if self._futures:
                     return self._gap(inst, ts, inst.last, msg.pu, rest)
                 return self._gap(inst, ts, inst.last + 1, msg.U, rest)
-            book.apply(msg.b, msg.a)
+            book.apply_diff(msg)
             inst.last = msg.u
             inst.last_e = msg.E
             applied += 1
@@ -552,6 +583,11 @@ class BinanceProtocol:
             self._stats.errors.append(f"{text} {sample!r}" if sample else text)
 
     # -- stats ------------------------------------------------------------------------------
+
+    @property
+    def fatal_error(self) -> str | None:
+        """A problem no reconnect can fix (an unknown symbol); the shell stops on it."""
+        return self._fatal
 
     @property
     def errors(self) -> list[str]:

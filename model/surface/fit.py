@@ -1,0 +1,483 @@
+"""Fit an arbitrage-free surface (raw SVI + a small spline correction per expiry), cold or warm.
+
+The steps (docs/surface.md gives the reasoning):
+
+1. :func:`~model.surface.slices.build_slices` cleans the quotes and gives, per
+   expiry, the forward, ``k = ln(K/F)``, targets, bid/ask IV bounds and weights.
+2. **Cold** smiles: the two best quasi-explicit starts (for a grid of ``(m, sigma)``
+   SVI is linear in its other three parameters), refined side by side by a batched
+   Levenberg-Marquardt (one damping per smile)
+   with the butterfly and Lee penalties; the best start per expiry wins. **Warm**
+   smiles (the expiry is in the previous fit) start from the previous smile.
+3. Smiles with fewer than ``sparse_quotes`` fitted quotes take their shape prior
+   (skew, curvature, vertex, in ``z``) from the nearest well-quoted expiry, and
+   smiles with fewer than ``spline_min_quotes`` get no spline correction.
+4. One joint Levenberg-Marquardt over all smiles adds the calendar rows
+   ``w_T2(k) >= w_T1(k)`` between consecutive expiries.
+5. The result is checked on a dense grid (:func:`arbitrage_counts`). A smile that
+   still has ``g(k) < 0`` there is blended toward a butterfly-free SSVI slice with
+   the same ATM variance and skew sign; a calendar crossing is removed by raising
+   the later smile's level. The counts reported are those after this repair.
+
+>>> fit = fit_surface([], now_ns=0)
+>>> fit.status, len(fit.smiles)
+('empty: no quotes', 0)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from connectors.events import OptionQuote
+from model.surface import engine
+from model.surface.config import FitConfig
+from model.surface.engine import bspline_basis, bspline_basis3
+from model.surface.slices import Slice, build_slices
+from model.surface.smile import Smile
+from model.surface.svi import SVIParams, g_of, ssvi_slice, svi_derivatives
+
+__all__ = ["SmileFit", "SurfaceFit", "SurfaceFitter", "fit_surface", "arbitrage_counts", "check_grid"]
+
+_TAU = np.array([3.0, 3.0, 1.5, 2.0, 2.0])  # prior widths of (ln v, ln b_z, atanh rho, m_z, ln sigma_z)
+_TAU_SPARSE = np.array([3.0, 0.5, 0.4, 0.4, 0.4])  # borrowed shape, level free
+_TAU_OFF = 1e-6  # ridge width that switches the spline correction off
+_STARTS_SIGMA_Z = (0.25, 1.0, 3.0)
+_N_STARTS = 2  # best quasi-explicit starts refined per cold smile
+_LEVELS = ((1, 1.0e3), (4, 1.0e5), (8, 1.0e7))  # (grid density, calendar weight) of the continuation
+_BFLY_TOL = -1e-9  # g below this on the check grid counts as a violation
+_CAL_TOL = 1e-10  # relative to the later expiry's ATM variance
+
+
+@dataclass(frozen=True)
+class SmileFit:
+    """One expiry's fitted smile, its quotes and its scores."""
+
+    expiry_ns: int
+    t: float
+    forward: float
+    forward_source: str
+    smile: Smile
+    status: str  # "ok", "sparse: shape from <expiry_ns>" or "sparse: generic shape"
+    data: Slice
+    fitted_iv: np.ndarray  # at data.k
+
+    @property
+    def params(self) -> SVIParams:
+        return self.smile.svi
+
+    def iv(self, k: np.ndarray) -> np.ndarray:
+        """Fitted implied vol at log-moneyness ``k``."""
+        return self.smile.iv(k, self.t)
+
+    @property
+    def n_quotes(self) -> int:
+        return self.data.n_targets
+
+    def errors_vol_pts(self) -> np.ndarray:
+        """Fitted minus reference IV (mark, else mid) in vol points, on the fitted quotes."""
+        m = self.data.fitted & np.isfinite(self.data.ref_iv)
+        return 100.0 * (self.fitted_iv[m] - self.data.ref_iv[m])
+
+    def inside_mask(self) -> np.ndarray:
+        """Per fitted quote with both sides: is the fitted IV within [bid_iv, ask_iv]?"""
+        d = self.data
+        both = d.fitted & np.isfinite(d.bid_iv) & np.isfinite(d.ask_iv)
+        f = self.fitted_iv[both]
+        return (f >= d.bid_iv[both] - 1e-12) & (f <= d.ask_iv[both] + 1e-12)
+
+
+@dataclass(frozen=True)
+class SurfaceFit:
+    """The fitted surface of one chain at ``now_ns``."""
+
+    now_ns: int
+    smiles: tuple[SmileFit, ...]
+    arbitrage: dict[str, int]
+    dropped: dict[str, int]
+    skipped: dict[int, str]  # expiry_ns -> why no smile
+    fit_ms: float
+    warm: int  # smiles warm-started from the previous fit
+    iterations: int
+    status: str = "ok"
+    method: str = "svi_spline"
+    check_k: np.ndarray = field(default_factory=lambda: np.empty(0))
+    continuation: int = 0  # rounds of grid densification the constraints needed (warm fits start there)
+
+    def total_variance(self, k: np.ndarray, t: float) -> np.ndarray:
+        """``w(k, t)``: a smile at an expiry, linear in ``t`` in total variance between expiries.
+
+        Linear interpolation keeps ``w`` non-decreasing in ``t`` (no calendar arbitrage)
+        between ordered smiles. Outside the fitted expiries it raises ``ValueError``.
+        """
+        ts = np.array([s.t for s in self.smiles])
+        if not len(ts) or t < ts[0] - 1e-12 or t > ts[-1] + 1e-12:
+            raise ValueError(f"t={t} outside the fitted expiries")
+        i = int(np.clip(np.searchsorted(ts, t), 0, len(ts) - 1))
+        k = np.asarray(k, dtype=np.float64)
+        if abs(ts[i] - t) <= 1e-12 or i == 0:
+            return self.smiles[i].smile.w(k)
+        lo, hi = self.smiles[i - 1], self.smiles[i]
+        x = (t - lo.t) / (hi.t - lo.t)
+        return (1.0 - x) * lo.smile.w(k) + x * hi.smile.w(k)
+
+
+def check_grid(scales: Sequence[float], k_data_max: float) -> np.ndarray:
+    """The dense k grid of the arbitrage checks.
+
+    401 points uniform on ``[-K, K]`` with ``K = max(1, 1.25 max|k|)`` over the fitted
+    quotes (strikes from ``e^-K`` to ``e^K`` times the forward), plus 161 points on
+    ``[-8 s, 8 s]`` (clipped to ``[-K, K]``) for every expiry's ATM total std ``s``, so
+    short expiries are resolved near the money too.
+
+    >>> g = check_grid([0.05], 0.4)
+    >>> float(g.min()), float(g.max()), len(g)
+    (-1.0, 1.0, 491)
+    """
+    big = max(1.0, 1.25 * k_data_max)
+    parts = [np.linspace(-big, big, 401)] + [np.linspace(-8.0 * s, 8.0 * s, 161) for s in scales]
+    k = np.unique(np.concatenate(parts))
+    return k[np.abs(k) <= big]
+
+
+def arbitrage_counts(smiles: Sequence[Smile], ts: Sequence[float], k: np.ndarray) -> dict[str, int]:
+    """Violations on the grid ``k``.
+
+    ``butterfly``: (smile, point) pairs with ``g(k) < 0`` (or ``w <= 0``), plus one per
+    smile breaking Lee's bound ``b(1 + |rho|) <= 2``; ``calendar``: (consecutive expiry
+    pair, point) with ``w_T2(k) < w_T1(k)``.
+
+    >>> s = Smile(svi=SVIParams(a=0.01, b=0.1, rho=-0.3, m=0.0, sigma=0.1))
+    >>> arbitrage_counts([s, s], [0.1, 0.2], np.linspace(-1, 1, 5))
+    {'butterfly': 0, 'calendar': 0}
+    """
+    if not smiles:
+        return {"butterfly": 0, "calendar": 0}
+    k = np.asarray(k, dtype=np.float64)
+    a = np.array([sm.svi.as_tuple() for sm in smiles])
+    w, w1, w2 = svi_derivatives(k[None, :], *(a[:, i:i + 1] for i in range(5)))
+    for i, sm in enumerate(smiles):  # the spline correction only where it lives
+        if sm.nb:
+            lo, hi = sm.support
+            on = np.flatnonzero((k > lo) & (k < hi))
+            c = np.asarray(sm.coef)
+            for arr, basis in zip((w, w1, w2), bspline_basis3(k[on], sm.k0, sm.h, sm.nb)):
+                arr[i, on] += basis @ c
+    g = g_of(k[None, :], w, w1, w2)
+    bfly = int((g < _BFLY_TOL).sum()) + sum(int(sm.svi.lee > 2.0) for sm in smiles)
+    order = np.argsort(ts)
+    cal = 0
+    for i, j in zip(order[:-1], order[1:]):
+        atm = max(float(np.interp(0.0, k, w[j])), 1e-300)
+        cal += int((w[j] - w[i] < -_CAL_TOL * atm).sum())
+    return {"butterfly": bfly, "calendar": cal}
+
+
+def _scale(sl: Slice) -> float:
+    """ATM total std from the fitted quotes (IV interpolated at k = 0)."""
+    m = sl.fitted
+    k, iv = sl.k[m], sl.target[m]
+    o = np.argsort(k)
+    atm = float(np.interp(0.0, k[o], iv[o]))
+    return max(atm * math.sqrt(sl.t), 1e-4)
+
+
+def _quadratic(z: np.ndarray, w: np.ndarray, wt: np.ndarray) -> tuple[float, float, float]:
+    """Weighted ``w ~ c0 + c1 z + c2 z^2`` near the money (|z| <= 4 when there are enough points)."""
+    near = np.abs(z) <= 4.0
+    if near.sum() >= 3:
+        z, w, wt = z[near], w[near], wt[near]
+    c0 = float(np.average(w, weights=wt)) if len(w) else 1e-4
+    c1 = c2 = 0.0
+    if len(w) >= 3 and np.ptp(z) > 0:
+        x = np.column_stack([np.ones_like(z), z, z * z]) * np.sqrt(wt)[:, None]
+        coef, *_ = np.linalg.lstsq(x, w * np.sqrt(wt), rcond=None)
+        c0, c1, c2 = (float(c) for c in coef)
+    c0 = max(c0, 1e-8)
+    return c0, c1, max(c2, 0.02 * c0)
+
+
+def _starts(c0: float, c1: float, c2: float) -> list[np.ndarray]:
+    out = []
+    for sz in _STARTS_SIGMA_Z:
+        bz = max(2.0 * sz * c2, 1e-3 * c0)
+        rho = float(np.clip(c1 / bz, -0.9, 0.9))
+        v = max(c0 - bz * sz * (1.0 - math.sqrt(1.0 - rho * rho)), 0.05 * c0)
+        out.append(np.array([math.log(v), math.log(bz), math.atanh(rho / engine.RHO_MAX), 0.0, math.log(sz)]))
+    return out
+
+
+def _u_from_svi(p: SVIParams, s: float) -> np.ndarray:
+    rho = float(np.clip(p.rho, -0.998, 0.998))
+    return np.array([math.log(max(p.w_min, 1e-10)), math.log(max(p.b * s, 1e-10)),
+                     math.atanh(rho / engine.RHO_MAX), p.m / s, math.log(max(p.sigma / s, 1e-8))])
+
+
+def _smile_from_u(u: np.ndarray, s: float, knots: tuple[float, float]) -> Smile:
+    v, bz, rho, mz, sz, _ = engine.natural(u[None, :5])
+    b, sigma, rho_f = float(bz[0]) / s, float(sz[0]) * s, float(rho[0])
+    svi = SVIParams(a=float(v[0]) - b * sigma * math.sqrt(1.0 - rho_f * rho_f), b=b, rho=rho_f,
+                    m=float(mz[0]) * s, sigma=sigma)
+    coef = tuple(float(c) * s * s for c in u[5:])
+    if not any(coef):
+        return Smile(svi=svi)
+    return Smile(svi=svi, k0=knots[0] * s, h=knots[1] * s, coef=coef)
+
+
+def _knots(sl: Slice, s: float, nb: int) -> tuple[float, float]:
+    """``(z0, h)`` in z: ``nb`` cubic B-splines over the fitted quotes, half a spacing beyond each end."""
+    z = sl.k[sl.fitted] / s
+    lo, hi = float(z.min()), float(z.max())
+    h = max(hi - lo, 1e-3) / (nb + 2)
+    return lo - 0.5 * h, h
+
+
+def _batch(slices: Sequence[Slice], scales: np.ndarray, knots: Sequence[tuple[float, float]], u0: np.ndarray,
+           tau: np.ndarray, tau_c: np.ndarray, big_k: float, nb: int, cfg: FitConfig, dense: int = 1) -> engine.Batch:
+    """The fitter's arrays; ``dense`` > 1 multiplies the butterfly penalty grid's resolution."""
+    n = max(len(s.k) for s in slices)
+    S = len(slices)
+    z = np.zeros((S, n))
+    tgt = np.zeros((S, n))
+    wd = np.zeros((S, n))
+    lo = np.full((S, n), -np.inf)
+    hi = np.full((S, n), np.inf)
+    wb = np.zeros((S, n))
+    zg_k = np.linspace(-big_k, big_k, 15 * dense)
+    zg_z = np.linspace(-6.0, 6.0, 25 * dense)
+    zg = np.zeros((S, len(zg_z) + len(zg_k)))
+    sqrt_band = math.sqrt(cfg.band_weight)
+    for i, (sl, s) in enumerate(zip(slices, scales)):
+        m = len(sl.k)
+        z[i, :m] = sl.k / s
+        fit = sl.fitted
+        tgt[i, :m] = np.where(fit, sl.target, 0.0)
+        wd[i, :m] = np.where(fit, 1.0 / sl.unc, 0.0)
+        lo[i, :m] = np.where(np.isfinite(sl.bid_iv), sl.bid_iv, -np.inf)
+        hi[i, :m] = np.where(np.isfinite(sl.ask_iv), sl.ask_iv, np.inf)
+        wb[i, :m] = sqrt_band / sl.unc
+        zg[i] = np.concatenate([zg_z, zg_k / s])
+    phi = np.zeros((S, n, nb))
+    phig = np.zeros((3, S, zg.shape[1], nb))
+    if nb:
+        for i, (z0, h) in enumerate(knots):
+            m = len(slices[i].k)
+            phi[i, :m] = bspline_basis(z[i, :m], z0, h, nb)
+            phig[:, i] = bspline_basis3(zg[i], z0, h, nb)
+    return engine.Batch(t=np.array([s.t for s in slices]), s=np.asarray(scales, dtype=np.float64), z=z, tgt=tgt,
+                        wd=wd, lo=lo, hi=hi, wb=wb, zg=zg, u0=u0, tau=tau, phi=phi, phig=phig, tau_c=tau_c,
+                        tau_s=cfg.spline_tau, robust=cfg.robust_scale, g_floor=cfg.butterfly_floor)
+
+
+def _calendar(scales: np.ndarray, knots: Sequence[tuple[float, float]], big_k: float, nb: int,
+              margin: float, lam: float, dense: int = 1) -> engine.Calendar:
+    """Calendar rows between consecutive expiries on ``21 dense`` points near the shorter one's money
+    (``|z| <= 6``) and ``21 dense`` points uniform on ``[-K, K]``."""
+    n = len(scales)
+    short, long = np.arange(n - 1), np.arange(1, n)
+    base = np.linspace(-big_k, big_k, 21 * dense)
+    near = np.linspace(-6.0, 6.0, 21 * dense)
+    k = np.stack([np.concatenate([near * scales[i], base]) for i in short])
+
+    def phis(rows):
+        out = np.zeros((len(rows), k.shape[1], nb))
+        if nb:
+            for p, i in enumerate(rows):
+                out[p] = bspline_basis(k[p] / scales[i], knots[i][0], knots[i][1], nb)
+        return out
+
+    return engine.Calendar(short=short, long=long, k=k, phi_short=phis(short), phi_long=phis(long),
+                           ws=scales[long] ** 2, margin=margin, lam=lam)
+
+
+def _solvers(backend: str):
+    """``(solve_independent, solve_joint)`` of the numpy reference or the jitted JAX kernel."""
+    if backend == "jax":
+        from model.surface import engine_jax
+
+        return engine_jax.solve_independent, engine_jax.solve_joint
+    return engine.solve_independent, engine.solve_joint
+
+
+def _blend(a: Smile, b: Smile, x: float) -> Smile:
+    p = (1 - x) * np.array(a.svi.as_tuple()) + x * np.array(b.svi.as_tuple())
+    svi = SVIParams(**dict(zip(("a", "b", "rho", "m", "sigma"), (float(v) for v in p))))
+    coef = tuple((1 - x) * c for c in a.coef)
+    return Smile(svi=svi, k0=a.k0, h=a.h, coef=coef) if a.nb else Smile(svi=svi)
+
+
+def _repair_butterfly(sm: Smile, k: np.ndarray) -> Smile:
+    """Blend ``sm`` toward a butterfly-free SSVI slice with the same ATM variance and skew sign."""
+    def ok(q: Smile) -> bool:
+        w = q.w(k)
+        return bool((w > 0).all() and (q.g(k) >= 0).all() and q.svi.lee <= 2.0)
+
+    if ok(sm):
+        return sm
+    theta = max(float(sm.w(np.array([0.0]))[0]), 1e-10)
+    rho = float(np.clip(sm.svi.rho, -0.95, 0.95))
+    bound = 4.0 / (theta * (1.0 + abs(rho)))
+    safe = Smile(svi=ssvi_slice(theta, rho, 0.9 * min(bound, math.sqrt(bound))))
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if ok(_blend(sm, safe, mid)) else (mid, hi)
+    return _blend(sm, safe, hi)
+
+
+def _repair(smiles: list[Smile], k: np.ndarray) -> list[Smile]:
+    """Remove what violations remain on the check grid: butterfly by blending, calendar by raising ``a``."""
+    smiles = list(smiles)
+    for _ in range(4):
+        changed = False
+        for i, sm in enumerate(smiles):
+            q = _repair_butterfly(sm, k)
+            if q is not sm:
+                smiles[i], changed = q, True
+        for i in range(1, len(smiles)):
+            deficit = float((smiles[i - 1].w(k) - smiles[i].w(k)).max())
+            atm = max(float(smiles[i].w(np.array([0.0]))[0]), 1e-12)
+            if deficit > -_CAL_TOL * atm:
+                sm = smiles[i]
+                p = sm.svi
+                svi = SVIParams(a=p.a + deficit + 1e-6 * atm, b=p.b, rho=p.rho, m=p.m, sigma=p.sigma)
+                smiles[i] = Smile(svi=svi, k0=sm.k0, h=sm.h, coef=sm.coef)
+                changed = True
+        if not changed:
+            break
+    return smiles
+
+
+def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | None = None,
+                cfg: FitConfig | None = None) -> SurfaceFit:
+    """Fit every expiry of ``quotes`` valued at ``now_ns``; warm-start from ``prev`` where it has the expiry.
+
+    Never raises on thin data: an empty chain, or an expiry without a fitted quote,
+    gives a result whose ``status`` and ``skipped`` say why.
+    """
+    cfg = cfg or FitConfig()
+    t0 = time.perf_counter()
+    slices, dropped = build_slices(quotes, now_ns, cfg)
+    skipped: dict[int, str] = {}
+    usable = []
+    for sl in slices:
+        if sl.n_targets == 0:
+            skipped[sl.expiry_ns] = "no fitted quote (no quote with a bid)"
+        else:
+            usable.append(sl)
+    if not usable:
+        status = "empty: no quotes" if not quotes else "empty: no expiry has a quote with a bid"
+        return SurfaceFit(now_ns=now_ns, smiles=(), arbitrage={"butterfly": 0, "calendar": 0},
+                          dropped=dict(dropped), skipped=skipped, fit_ms=1e3 * (time.perf_counter() - t0), warm=0,
+                          iterations=0, status=status, method=cfg.method)
+    usable.sort(key=lambda s: s.t)
+    n = len(usable)
+    nb = cfg.spline_basis if cfg.method == "svi_spline" else 0
+    scales = np.array([_scale(s) for s in usable])
+    k_max = max(float(np.abs(s.k[s.fitted]).max()) for s in usable)
+    big_k = max(1.0, 1.25 * k_max)
+    prev_by_exp = {s.expiry_ns: s.smile for s in prev.smiles} if prev is not None else {}
+
+    u = np.zeros((n, 5 + nb))
+    u0 = np.zeros((n, 5))
+    tau = np.tile(_TAU, (n, 1))
+    tau_c = np.array([cfg.spline_tau if s.n_targets >= cfg.spline_min_quotes else _TAU_OFF for s in usable])
+    knots = [_knots(sl, scales[i], nb) if nb else (0.0, 1.0) for i, sl in enumerate(usable)]
+    cold_rows, cold_starts = [], []
+    for i, sl in enumerate(usable):
+        m = sl.fitted
+        c0, c1, c2 = _quadratic(sl.k[m] / scales[i], sl.target[m] ** 2 * sl.t, 1.0 / sl.unc[m] ** 2)
+        u0[i] = _starts(c0, c1, c2)[1]
+        u0[i, 2:4] = 0.0
+        old = prev_by_exp.get(sl.expiry_ns)
+        if old is not None:
+            u[i, :5] = _u_from_svi(old.svi, scales[i])
+            if nb and old.nb == nb:  # keep the previous knots so the coefficients carry over
+                knots[i] = (old.k0 / scales[i], old.h / scales[i])
+                u[i, 5:] = np.asarray(old.coef) / scales[i] ** 2
+        else:
+            cold_rows.append(i)
+    iterations = 0
+    if cold_rows:
+        cold = np.array(cold_rows)
+        b = _batch([usable[i] for i in cold], scales[cold], [knots[i] for i in cold], u0[cold], tau[cold],
+                   tau_c[cold], big_k, nb, cfg)
+        starts, _ = engine.quasi_explicit_starts(b, _N_STARTS)
+        rows = np.repeat(cold, _N_STARTS)
+        b = b.take(np.repeat(np.arange(len(cold)), _N_STARTS))
+        u_start = np.concatenate([starts.reshape(-1, 5), np.zeros((len(rows), nb))], axis=1)
+        uc, cc, it = _solvers(cfg.backend)[0](u_start, b, cfg.cold_iterations, cfg.tol)
+        iterations += it
+        for i in np.unique(rows):
+            sel = np.flatnonzero(rows == i)
+            u[i] = uc[sel[np.argmin(cc[sel])]]
+    # sparse smiles borrow their shape from the nearest well-quoted expiry
+    status = ["ok"] * n
+    rich = [i for i, s in enumerate(usable) if s.n_targets >= cfg.sparse_quotes]
+    for i, sl in enumerate(usable):
+        if sl.n_targets >= cfg.sparse_quotes:
+            continue
+        if rich:
+            j = min(rich, key=lambda r: abs(math.log(usable[r].t / sl.t)))
+            u0[i, 1:] = u[j, 1:5]
+            tau[i] = _TAU_SPARSE
+            if sl.expiry_ns not in prev_by_exp:
+                u[i, 1:5] = u[j, 1:5]
+            status[i] = f"sparse: shape from {usable[j].expiry_ns}"
+        else:
+            status[i] = "sparse: generic shape"
+    # Joint stage with continuation: if the dense check still finds violations, the
+    # penalty grids get denser and the calendar weight 100x larger, from where we are.
+    # A warm fit starts at the level its predecessor ended on.
+    solver = _solvers(cfg.backend)
+    limit = cfg.warm_iterations if not cold_rows else cfg.cold_iterations
+    ts = [s.t for s in usable]
+    k_check = check_grid(scales, k_max)
+    level = min(prev.continuation, len(_LEVELS) - 1) if prev is not None and not cold_rows else 0
+    while True:
+        dense, lam_c = _LEVELS[level]
+        b = _batch(usable, scales, knots, u0, tau, tau_c, big_k, nb, cfg, dense)
+        cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, dense) if n > 1 else None
+        u, _, it = solver[1](u, b, cal, limit, cfg.tol)
+        iterations += it
+        u = np.array(u)
+        u[:, 5:] *= (tau_c > _TAU_OFF)[:, None]  # a switched-off correction is exactly zero
+        smiles = [_smile_from_u(u[i], scales[i], knots[i]) for i in range(n)]
+        counts = arbitrage_counts(smiles, ts, k_check)
+        if not (counts["butterfly"] or counts["calendar"]) or level == len(_LEVELS) - 1:
+            break
+        level += 1
+    if counts["butterfly"] or counts["calendar"]:
+        smiles = _repair(smiles, k_check)
+        counts = arbitrage_counts(smiles, ts, k_check)
+    fits = tuple(
+        SmileFit(expiry_ns=sl.expiry_ns, t=sl.t, forward=sl.forward, forward_source=sl.forward_source, smile=sm,
+                 status=st, data=sl, fitted_iv=sm.iv(sl.k, sl.t))
+        for sl, sm, st in zip(usable, smiles, status)
+    )
+    return SurfaceFit(now_ns=now_ns, smiles=fits, arbitrage=counts, dropped=dict(dropped), skipped=skipped,
+                      fit_ms=1e3 * (time.perf_counter() - t0), warm=n - len(set(cold_rows)), iterations=iterations,
+                      method=cfg.method, check_k=k_check, continuation=level)
+
+
+class SurfaceFitter:
+    """Streaming use: each :meth:`update` warm-starts from the previous fit.
+
+    >>> f = SurfaceFitter()
+    >>> f.update([], now_ns=0).status
+    'empty: no quotes'
+    """
+
+    def __init__(self, cfg: FitConfig | None = None) -> None:
+        self.cfg = cfg or FitConfig()
+        self.last: SurfaceFit | None = None
+
+    def update(self, quotes: Sequence[OptionQuote], now_ns: int) -> SurfaceFit:
+        fit = fit_surface(quotes, now_ns, prev=self.last, cfg=self.cfg)
+        if fit.smiles:
+            self.last = fit
+        return fit

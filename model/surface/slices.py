@@ -1,0 +1,235 @@
+"""From a list of quotes to per-expiry arrays the fitter reads: forward, k, targets, bounds, weights.
+
+Per expiry, in this order:
+
+1. **Drop** quotes that cannot inform a fit: expiry closer than ``min_expiry_s``;
+   older than ``max_quote_age_s`` before ``now`` (stale); non-positive strike; a
+   repeated instrument (the latest quote wins).
+2. **Forward**: the median of the expiry's explicit ``forward`` hints, else of its
+   ``underlying_price`` (Deribit values each option against the expiry's future or
+   synthetic future), else put-call parity on coin mid prices near the money:
+   ``(C - P) F = F - K``, so ``F = K / (1 - (C - P))``.
+3. **IVs**: the venue's IVs when present; otherwise Black-76 inversions of the coin
+   bid, ask and mark prices (a coin price is the normalized forward price, see
+   :mod:`model.surface.black`). A quote that carries its own underlying price is
+   placed at ``k = ln(K / F_quote)``, the moneyness its IV was computed at.
+4. **One out-of-the-money quote per strike**: the call for ``K >= F``, the put below.
+5. **Roles**: a quote somebody bids for (bid > 0) is a *fitted quote*. Its target is
+   the mark IV, else the mid-price IV when it also has an ask; a bid-only quote with
+   no mark is a lower bound only. A mark outside the quote's own bid/ask is stale
+   against the live market, so the target is clipped into ``[bid_iv, ask_iv]`` (the
+   score still compares with the mark). A quote with no bid is an upper bound (its ask)
+   only: a zero bid means the market does not resolve its value, and its mark is
+   the venue's extrapolation (the CBOE VIX rule also skips zero-bid options). A
+   crossed quote (bid IV above ask IV) is dropped.
+6. **Weights**: a fitted quote's uncertainty is its IV half-spread, floored at
+   ``spread_floor`` and capped at ``spread_cap``; a bid-only quote gets
+   ``one_sided_factor`` x the expiry's median half-spread. A residual in vol over the
+   IV half-spread equals the price residual (vega x vol) over the price half-spread,
+   so this is the vega-and-spread weighting of a price fit, expressed in vol.
+
+>>> from connectors.events import OptionQuote
+>>> q = [OptionQuote(expiry_ns=30 * DAY_NS, strike=k, is_call=k >= 100, ts_ns=0, underlying_price=100.0,
+...                  bid_iv=0.5, ask_iv=0.52, mark_iv=0.51) for k in (90.0, 100.0, 110.0)]
+>>> sl, dropped = build_slices(q, now_ns=0, cfg=FitConfig())
+>>> sl[0].forward, sl[0].n_targets, dict(dropped)
+(100.0, 3, {})
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from connectors.events import OptionQuote
+from model.surface.black import implied_total_vol
+from model.surface.config import DAY_NS, SECOND_NS, YEAR_NS, FitConfig
+
+__all__ = ["Slice", "build_slices", "quote_columns"]
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One expiry's cleaned quotes (one OTM quote per strike), sorted by strike."""
+
+    expiry_ns: int
+    t: float  # years to expiry, 365-day year
+    forward: float
+    forward_source: str  # "forward", "underlying" or "parity"
+    strike: np.ndarray
+    k: np.ndarray  # ln(K / F) (per-quote forward where the quote carries one)
+    is_call: np.ndarray
+    target: np.ndarray  # IV the fit aims at; NaN for bound-only quotes
+    ref_iv: np.ndarray  # IV the fit is scored against (mark, else mid); NaN where none
+    ref_is_mark: np.ndarray  # True where ref_iv is the mark IV
+    bid_iv: np.ndarray  # NaN where no bid
+    ask_iv: np.ndarray  # NaN where no ask
+    unc: np.ndarray  # uncertainty of the target / bound, IV (half-spread)
+    symbols: tuple[str, ...]
+    n_dropped: int
+
+    @property
+    def n_targets(self) -> int:
+        return int(np.isfinite(self.target).sum())
+
+    @property
+    def fitted(self) -> np.ndarray:
+        return np.isfinite(self.target)
+
+
+
+_FIELDS = ("expiry_ns", "strike", "is_call", "ts_ns", "underlying_price", "forward", "bid_iv", "ask_iv",
+           "mark_iv", "bid_price", "ask_price", "mark_price")
+
+
+def quote_columns(quotes: Sequence[OptionQuote]) -> dict[str, np.ndarray]:
+    """Column arrays of the quotes; ``None`` becomes NaN."""
+    rows = [(q.expiry_ns, q.strike, q.is_call, q.ts_ns, q.underlying_price, q.forward, q.bid_iv, q.ask_iv,
+             q.mark_iv, q.bid_price, q.ask_price, q.mark_price) for q in quotes]
+    if not rows:
+        return {f: np.empty(0) for f in _FIELDS} | {"symbol": np.empty(0, dtype=object)}
+    cols = list(zip(*rows))
+    out: dict[str, np.ndarray] = {
+        "expiry_ns": np.array(cols[0], dtype=np.int64),
+        "is_call": np.array(cols[2], dtype=bool),
+        "ts_ns": np.array(cols[3], dtype=np.int64),
+    }
+    for i, f in enumerate(_FIELDS):
+        if f not in out:
+            out[f] = np.array([np.nan if v is None else v for v in cols[i]], dtype=np.float64)
+    out["symbol"] = np.array([q.symbol for q in quotes], dtype=object)
+    return out
+
+
+def _median(x: np.ndarray) -> float:
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.median(x)) if len(x) else math.nan
+
+
+def _parity_forward(strike, is_call, bid, ask) -> float:
+    """``F = K / (1 - (C - P))`` on coin mids, median over the 3 strikes where |C - P| is least."""
+    mid = 0.5 * (bid + ask)
+    calls = {float(k): m for k, c, m in zip(strike, is_call, mid) if c and np.isfinite(m)}
+    puts = {float(k): m for k, c, m in zip(strike, is_call, mid) if not c and np.isfinite(m)}
+    both = sorted(set(calls) & set(puts), key=lambda k: abs(calls[k] - puts[k]))[:3]
+    est = [k / (1.0 - (calls[k] - puts[k])) for k in both if calls[k] - puts[k] < 1.0]
+    return float(np.median(est)) if est else math.nan
+
+
+def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> tuple[list[Slice], Counter]:
+    """Clean, group and weight the quotes; also return the count of dropped quotes by reason."""
+    dropped: Counter = Counter()
+    c = quote_columns(quotes)
+    n = len(c["strike"])
+    if n == 0:
+        return [], dropped
+    keep = np.ones(n, dtype=bool)
+
+    def drop(mask: np.ndarray, reason: str) -> None:
+        hit = mask & keep
+        if hit.any():
+            dropped[reason] += int(hit.sum())
+            keep[hit] = False
+
+    drop(c["expiry_ns"] - now_ns < cfg.min_expiry_s * SECOND_NS, "expired_or_too_close")
+    drop(c["ts_ns"] < now_ns - cfg.max_quote_age_s * SECOND_NS, "stale")
+    drop(~(np.isfinite(c["strike"]) & (c["strike"] > 0)), "bad_strike")
+    # the latest quote of each instrument wins
+    order = np.lexsort((c["ts_ns"], c["is_call"], c["strike"], c["expiry_ns"]))
+    key = np.stack([c["expiry_ns"][order], c["strike"][order].view(np.int64), c["is_call"][order]], axis=1)
+    last = np.ones(n, dtype=bool)
+    last[:-1] = np.any(key[1:] != key[:-1], axis=1)
+    dup = np.zeros(n, dtype=bool)
+    dup[order[~last]] = True
+    drop(dup, "duplicate")
+
+    # Zero or negative IVs and prices mean an empty side.
+    iv = {f: np.where(c[f] > 0, c[f], np.nan) for f in ("bid_iv", "ask_iv", "mark_iv")}
+    px = {f: np.where(c[f] > 0, c[f], np.nan) for f in ("bid_price", "ask_price", "mark_price")}
+
+    slices: list[Slice] = []
+    for expiry in np.unique(c["expiry_ns"][keep]):
+        idx = np.flatnonzero(keep & (c["expiry_ns"] == expiry))
+        t = float(expiry - now_ns) / YEAR_NS
+        strike, is_call = c["strike"][idx], c["is_call"][idx]
+        bid_px, ask_px, mark_px = px["bid_price"][idx], px["ask_price"][idx], px["mark_price"][idx]
+        fwd_q = np.where(np.isfinite(c["forward"][idx]), c["forward"][idx], c["underlying_price"][idx])
+        fwd_q = np.where(fwd_q > 0, fwd_q, np.nan)
+        forward, source = _median(c["forward"][idx]), "forward"
+        if not math.isfinite(forward):
+            forward, source = _median(c["underlying_price"][idx]), "underlying"
+        if not math.isfinite(forward):
+            forward, source = _parity_forward(strike, is_call, bid_px, ask_px), "parity"
+        if not math.isfinite(forward) or forward <= 0:
+            dropped["no_forward"] += len(idx)
+            continue
+        fq = np.where(np.isfinite(fwd_q), fwd_q, forward)
+        k = np.log(strike / fq)
+        sqrt_t = math.sqrt(t)
+
+        # Venue IVs are used as they are; prices are inverted only for quotes without any
+        # venue IV (prices-only sources), and only for the OTM quote of each strike.
+        otm = np.where(is_call, strike >= forward, strike < forward)
+        vendor = np.isfinite(iv["mark_iv"][idx]) | np.isfinite(iv["bid_iv"][idx]) | np.isfinite(iv["ask_iv"][idx])
+        invert = otm & ~vendor
+
+        def ivs(given: np.ndarray, price: np.ndarray) -> np.ndarray:
+            need = invert & np.isfinite(price)
+            if not need.any():
+                return given
+            out = given.copy()
+            out[need] = implied_total_vol(price[need], k[need], is_call[need]) / sqrt_t
+            return out
+
+        bid_iv = ivs(iv["bid_iv"][idx], bid_px)
+        ask_iv = ivs(iv["ask_iv"][idx], ask_px)
+        mark_iv = ivs(iv["mark_iv"][idx], mark_px)
+        mid_iv = np.full(len(idx), np.nan)  # only needed where there is no mark
+        two = invert & ~np.isfinite(mark_iv) & np.isfinite(bid_px) & np.isfinite(ask_px) & (ask_px >= bid_px)
+        if two.any():
+            mid_iv[two] = implied_total_vol(0.5 * (bid_px[two] + ask_px[two]), k[two], is_call[two]) / sqrt_t
+        two_iv = ~np.isfinite(mark_iv) & ~two & np.isfinite(bid_iv) & np.isfinite(ask_iv)
+        mid_iv[two_iv] = 0.5 * (bid_iv[two_iv] + ask_iv[two_iv])
+
+        # one OTM quote per strike (by the expiry forward)
+        sel = otm.copy()
+        n_itm = int((~otm).sum())
+        crossed = sel & np.isfinite(bid_iv) & np.isfinite(ask_iv) & (bid_iv > ask_iv)
+        sel &= ~crossed
+        no_market = sel & ~np.isfinite(bid_iv) & ~np.isfinite(ask_iv)
+        sel &= ~no_market
+        n_bad = n_itm + int(crossed.sum()) + int(no_market.sum())
+        if n_itm:
+            dropped["itm"] += n_itm
+        if crossed.any():
+            dropped["crossed"] += int(crossed.sum())
+        if no_market.any():
+            dropped["no_bid_no_ask"] += int(no_market.sum())
+        if not sel.any():
+            continue
+        s_idx = np.flatnonzero(sel)
+        s_idx = s_idx[np.argsort(strike[s_idx], kind="stable")]
+        b, a, m, md = bid_iv[s_idx], ask_iv[s_idx], mark_iv[s_idx], mid_iv[s_idx]
+        has_bid, has_ask = np.isfinite(b), np.isfinite(a)
+        target = np.where(has_bid & np.isfinite(m), m, np.where(has_bid & has_ask, md, np.nan))
+        # a mark outside its own live market is stale against it: aim at the nearer edge
+        target = np.where(has_bid & has_ask, np.clip(target, b, a), np.where(has_bid, np.maximum(target, b), target))
+        ref = np.where(np.isfinite(m), m, md)
+        half = np.where(has_bid & has_ask, 0.5 * (a - b), np.nan)
+        med = float(np.median(half[np.isfinite(half)])) if np.isfinite(half).any() else 0.05
+        unc = np.where(np.isfinite(half), half, cfg.one_sided_factor * med)
+        unc = np.clip(unc, cfg.spread_floor, cfg.spread_cap)
+        slices.append(Slice(
+            expiry_ns=int(expiry), t=t, forward=forward, forward_source=source,
+            strike=strike[s_idx], k=k[s_idx], is_call=is_call[s_idx], target=target,
+            ref_iv=np.where(np.isfinite(target), ref, np.nan), ref_is_mark=np.isfinite(m), bid_iv=b, ask_iv=a, unc=unc,
+            symbols=tuple(c["symbol"][idx][s_idx]), n_dropped=n_bad,
+        ))
+    return slices, dropped
+
+
+_ = DAY_NS  # re-exported for the doctest above
