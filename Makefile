@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/volcast demo
 
 # The sink tests start real redis-server and nats-server on loopback (Debian packages).
+TOOLS := .tools
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-deps:
 	@command -v redis-server >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y redis-server; }
@@ -30,9 +31,11 @@ test-deps:
 		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y nats-server; }
 # tests/dashboards: a real Prometheus scrapes the demo; promtool checks the alert rules.
 	@command -v prometheus >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }
+# tests/connectors/test_ethereum_anvil.py: a real Ethereum dev node (npm @foundry-rs/anvil, local to the repo).
+	@test -x $(TOOLS)/node_modules/.bin/anvil || npm install --silent --no-audit --no-fund --prefix $(TOOLS) @foundry-rs/anvil
 
 test: $(STAMP) test-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules connectors model flows tests
+	PATH="$(CURDIR)/$(TOOLS)/node_modules/.bin:$$PATH" $(BIN)/python -m pytest -q -p no:cacheprovider --doctest-modules connectors model flows tests
 
 bench: $(STAMP)
 	$(BIN)/volcast bench

@@ -173,6 +173,11 @@ class MempoolTx(Event, frozen=True, tag="mempool_tx"):
     selector: str | None = None
     input_len: int = 0
     nonce: int | None = None
+    # Known DEX router call (Uniswap V2/V3 routers, Universal Router), by selector.
+    dex_swap: bool = False
+    swap_token_in: str | None = None  # decoded input token; None when ETH or not decodable
+    swap_amount_in: int | None = None  # in swap_token_in's base units (or wei when ETH)
+    swap_notional_wei: int | None = None  # only when the input is ETH/WETH; else None
 
 
 class ChainHead(Event, frozen=True, tag="chain_head"):
@@ -185,6 +190,16 @@ class ChainHead(Event, frozen=True, tag="chain_head"):
     tx_count: int | None = None
 
 
+class ProjectedBlock(msgspec.Struct, frozen=True, kw_only=True):
+    """One mempool.space projected block (``mempool-blocks``); fees in sat/vB."""
+
+    n_tx: int
+    vsize: float
+    total_fees: int  # sat
+    median_fee: float
+    fee_range: list[float] = []
+
+
 class MempoolStats(Event, frozen=True, tag="mempool_stats"):
     chain: Literal["ethereum", "bitcoin"]
     size_tx: int
@@ -192,6 +207,7 @@ class MempoolStats(Event, frozen=True, tag="mempool_stats"):
     vbytes_per_s: float | None = None
     min_fee: float | None = None
     fee_buckets: dict[str, float] = {}
+    projected_blocks: list[ProjectedBlock] = []
 
 
 FeedState = Literal[

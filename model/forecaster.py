@@ -10,18 +10,18 @@ returns a number it cannot stand behind: until its inputs exist it answers
 
 How the attention model plugs in (principles 5 and 6): running the network per
 instrument is what principle 6 forbids, so its forecaster comes in two parts.
-The per-instrument part implements this protocol's ``observe``: it pushes each
-row into a :class:`model.windows.RollingWindow` (warm until
-``window.filled == window.length``) and keeps an :class:`model.realized.RVHistory`
-to score itself. Instead of computing in ``forecast``, the keyed flow step emits
-``(instrument, ts_ns, *window.view())``; a batching step collects those views
-(bounded time and size), pads them to a bucket size and runs one ``jax.jit`` of a
-pure ``predict(params, values[B, T, F], mask[B, T, F])`` over the split Flax
-state, then maps each output row to ``HorizonForecast`` records with the same
-rules as here (no number while warming up, a ``method`` on every record). Its
-checkpoint's :class:`model.features.FeatureSpec` is checked against the
-builder's with ``check_compatible``. Outputs it was not trained for come from a
-named baseline beside it, with that baseline's ``method`` (principle 7).
+The per-instrument part is :class:`model.nn.inputs.WindowBuilder`: ``observe``
+each feature row; it aggregates them into 1-minute bars (the checkpoint's bar
+length), turns each bar into a model row and keeps a
+:class:`model.windows.RollingWindow` of them, and returns a window once one is
+ready (its ``reason`` says what is missing until then). A batching step
+collects those windows (bounded time and size) and calls
+:meth:`model.nn.infer.BatchedForecaster.forecast_batch`, which pads them to a
+bucket size, runs one ``jax.jit`` of a pure function over the split Flax state
+and returns ``HorizonForecast`` records with ``method="attention"``. The
+checkpoint's :class:`model.nn.spec.ModelSpec` is checked against the flow's
+:class:`model.features.FeatureSpec` on load. Outputs it was not trained for come
+from a named baseline beside it, with that baseline's ``method`` (principle 7).
 
 >>> fc = HorizonForecast.warming_up(Horizon.parse("5m"), "ewma", "ewma needs 60 observed steps, has 3")
 >>> fc.status, fc.vol
