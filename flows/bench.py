@@ -127,6 +127,7 @@ def surface_benchmarks(quick: bool) -> dict[str, Any]:
 
 def run_all(quick: bool = False) -> dict[str, Any]:
     from flows.bench_sinks import sink_benchmark
+    from model.nn.bench import inference_benchmark
 
     return {
         "machine": machine(),
@@ -134,6 +135,7 @@ def run_all(quick: bool = False) -> dict[str, Any]:
         "demo_flow_speed0": flow_benchmark(),
         "surface": surface_benchmarks(quick),
         "sinks": sink_benchmark(quick=quick),
+        "inference": inference_benchmark(repeats=3 if quick else 7),
     }
 
 
@@ -163,4 +165,9 @@ def render_text(results: dict[str, Any]) -> str:
     for name, r in sinks["sinks"].items():
         lines.append(f"  {name:<18} {r['records_per_s']:>9,} records/s")
     lines.extend(f"  {name:<18} skipped: {why}" for name, why in sinks["skipped"].items())
+    inf = results["inference"]
+    lines += ["", "Forecaster inference (shipped checkpoint, one jax.jit over the split state)"]
+    for key in ("batch_1", "batch_8", "batch_64"):
+        r = inf[key]
+        lines.append(f"  {key:<9} {r['us_per_window']:>8} us/window   p99 {r['p99_ms']} ms/batch")
     return "\n".join(lines)

@@ -104,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png", help="draw every expiry's smile and the surface")
     p.set_defaults(func=commands.surface)
 
+    p = sub.add_parser("train", help="train the attention forecaster on real bar CSVs; write a checkpoint")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE", help="OHLCV bar CSVs")
+    p.add_argument("--out", required=True, metavar="CKPT")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the training summary as one JSON document")
+    p.set_defaults(func=commands.train)
+
+    p = sub.add_parser("evaluate", help="score the model against HAR, EWMA and GARCH on bars, rolling origin")
+    p.add_argument("--bars", required=True, metavar="FILE")
+    p.add_argument("--checkpoint", metavar="CKPT", help="fine-tune from this checkpoint on the training fraction")
+    p.add_argument("--train-fraction", type=float, default=0.3,
+                   help="the first fraction of the file is the only data any model fits on (default 0.3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--plot", metavar="DIR", help="write forecast-vs-realized and loss-by-regime PNGs")
+    p.set_defaults(func=commands.evaluate)
+
     p = sub.add_parser("bench", help="the benchmark suite")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--quick", action="store_true", help="fewer repetitions")

@@ -18,6 +18,7 @@ from connectors.io.ws import run_session
 from connectors.record.writer import RecordingWriter
 from connectors.replay.server import ReplayServer
 from connectors import inspect as inspect_mod
+from flows.errors import DataError
 from flows.config import AppConfig, FeedConfig, default_live_config, load_config
 from flows.records import human_line
 from flows.runner import run_daemon
@@ -247,6 +248,40 @@ def surface(args: argparse.Namespace) -> int:
     if args.plot:
         plot(fit, args.plot, title=path.name)
     print(json.dumps(rep, indent=2) if args.json else render_text(rep))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from model.nn.train import train as train_model
+
+    try:
+        summary = train_model([Path(p) for p in args.data], Path(args.out), seed=args.seed, progress=not args.json)
+    except ValueError as exc:  # the model's input checks: bar files, sizes, checkpoint
+        raise DataError(str(exc)) from None
+    print(json.dumps(summary, indent=2, default=str) if args.json else f"checkpoint written to {args.out}")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from model.evaluate import evaluate as evaluate_bars
+
+    if not 0.0 < args.train_fraction < 1.0:
+        raise DataError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
+    try:
+        report = evaluate_bars(
+            Path(args.bars), checkpoint=args.checkpoint, train_fraction=args.train_fraction,
+            plot_dir=args.plot, seed=args.seed, progress=not args.json,
+        )
+    except ValueError as exc:  # the model's input checks: bar files, sizes, checkpoint
+        raise DataError(str(exc)) from None
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for model, scores in report["models"].items():
+            q = "  ".join(f"{h} {v:.4f}" if v is not None else f"{h} -" for h, v in scores["qlike"].items())
+            print(f"{model:<16} QLIKE  {q}")
+        dm = "  ".join(f"{h} p={v['p']:.3f}" for h, v in report["dm_vs_har"].items())
+        print(f"attention vs har Diebold-Mariano: {dm}")
     return 0
 
 

