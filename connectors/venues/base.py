@@ -89,6 +89,18 @@ class ProtocolStats(msgspec.Struct, kw_only=True):
     errors: list[str] = []  # the first few problems, verbatim, for a human
     instruments: dict[str, InstrumentStats] = {}
 
+    def count_ignored(self, reason: str, max_keys: int = 64) -> None:
+        """Count a deliberately skipped frame; past ``max_keys`` reasons they share "other"."""
+        if reason not in self.ignored and len(self.ignored) >= max_keys:
+            reason = "other"
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+
+    def note_error(self, text: str, data: bytes | str = b"", max_errors: int = 20) -> None:
+        """Keep the first ``max_errors`` problems, each with a short sample of its input."""
+        if len(self.errors) < max_errors:
+            sample = data[:160]
+            self.errors.append(f"{text} {sample!r}" if sample else text)
+
 
 class VenueProtocol(Protocol):
     """A venue's sans-I/O core, as the shell and the recording readers see it.

@@ -78,8 +78,6 @@ MARKETS: dict[str, Market] = {
 _DEPTH_STREAM = re.compile(r"depth(@\d+ms)?")
 _SYMBOL = re.compile(r"[A-Za-z0-9_]+")
 _MAX_STREAMS = 1024  # per connection, spot and futures alike
-_MAX_ERRORS = 20  # examples kept in stats().errors
-_MAX_IGNORED_KEYS = 64  # distinct reasons counted in stats().ignored
 _BUFFER = 10_000  # diffs buffered per symbol while waiting for a snapshot
 _RETRY_NS = 250_000_000  # first snapshot re-request delay; doubles, capped below
 _RETRY_CAP_NS = 30_000_000_000
@@ -564,10 +562,7 @@ class BinanceProtocol:
                           expected_seq=expected_seq, got_seq=got_seq)
 
     def _ignore(self, reason: str) -> list[Event]:
-        ignored = self._stats.ignored
-        if reason not in ignored and len(ignored) >= _MAX_IGNORED_KEYS:
-            reason = "other"
-        ignored[reason] = ignored.get(reason, 0) + 1
+        self._stats.count_ignored(reason)
         return []
 
     def _malformed(self, inst: _Instrument | None, what: str, data: Any) -> list[Event]:
@@ -578,9 +573,7 @@ class BinanceProtocol:
         return []
 
     def _error(self, text: str, data: Any) -> None:
-        if len(self._stats.errors) < _MAX_ERRORS:
-            sample = data[:160]  # bytes or str
-            self._stats.errors.append(f"{text} {sample!r}" if sample else text)
+        self._stats.note_error(text, data)
 
     # -- stats ------------------------------------------------------------------------------
 

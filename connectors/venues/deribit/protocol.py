@@ -88,8 +88,6 @@ REST_BASE = "https://www.deribit.com"
 TOO_MANY_REQUESTS = 10028
 _TERMINAL_STATES = frozenset({"settled", "closed", "deactivated", "terminated"})
 _LISTING_STATES = frozenset({"created", "started"})
-_MAX_ERRORS = 20  # examples kept in stats().errors
-_MAX_IGNORED_KEYS = 64  # distinct reasons counted in stats().ignored
 _MAX_PACE = 8.0  # slowest pacing after repeated 10028s
 _MAX_RETRY_S = 300.0
 _LISTING_RETRY_S = 2.0  # first re-request of a failed get_instruments; doubles, capped
@@ -709,10 +707,7 @@ class DeribitProtocol:
     # -- event helpers ----------------------------------------------------------------------
 
     def _ignore(self, reason: str) -> list[Event]:
-        ignored = self._stats.ignored
-        if reason not in ignored and len(ignored) >= _MAX_IGNORED_KEYS:
-            reason = "other"
-        ignored[reason] = ignored.get(reason, 0) + 1
+        self._stats.count_ignored(reason)
         return []
 
     def _malformed(self, inst: Symbol | None, what: str, data: Any) -> list[Event]:
@@ -723,9 +718,7 @@ class DeribitProtocol:
         return []
 
     def _error(self, text: str, data: Any) -> None:
-        if len(self._stats.errors) < _MAX_ERRORS:
-            sample = data[:160]  # bytes or str
-            self._stats.errors.append(f"{text} {sample!r}" if sample else text)
+        self._stats.note_error(text, data)
 
     # -- stats ------------------------------------------------------------------------------
 
