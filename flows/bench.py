@@ -5,6 +5,7 @@
    the connector runs by default and as the flow runs it (top-5 views, no deltas).
 2. Normalized events per second through the whole demo flow at ``--speed 0``:
    replay server -> websocket -> connector -> Bytewax -> features -> forecasts -> sink.
+3. Forecast records per second through the flow with the attention model on.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def flow_benchmark() -> dict[str, Any]:
         if match is None:
             raise RuntimeError(f"replay server did not start: {ready!r}")
         cfg: AppConfig = demo_config(
-            int(match.group(1)), argparse.Namespace(metrics_port=None, metrics_host="127.0.0.1")
+            # The model runs once a minute per underlying: its load time would only blur events/s.
+            int(match.group(1)), argparse.Namespace(metrics_port=None, metrics_host="127.0.0.1", checkpoint="none")
         )
         sink = _CountingSink()
         t0 = time.perf_counter()
@@ -116,6 +118,45 @@ def flow_benchmark() -> dict[str, Any]:
     }
 
 
+def model_flow_benchmark(underlyings: int = 4, hours: float = 4.5) -> dict[str, Any]:
+    """Forecast records per second through the flow with the attention model on, from events in memory.
+
+    SYNTHETIC books (:mod:`flows.synthetic`), since the model needs 4 h of bars
+    before its first window: ``underlyings`` instruments of ``hours`` of 1 s
+    snapshots, interleaved in time, through features, baselines, the batched
+    model and a counting sink.
+    """
+    from bytewax.testing import TestingSource, run_main
+
+    from flows.config import FeedConfig
+    from flows.dataflow import build_flow
+    from flows.runner import load_model
+    from flows.synthetic import synthetic_book_snapshots
+
+    symbols = tuple(f"X{i}USDT" for i in range(underlyings))
+    cfg = AppConfig(feeds=(FeedConfig(market="spot", symbols=symbols),))
+    model = load_model(cfg)
+    steps = int(hours * 3600)
+    streams = [synthetic_book_snapshots(steps, symbol=sym, seed=i) for i, sym in enumerate(symbols)]
+    events = [ev for group in zip(*streams) for ev in group]
+    sink = _CountingSink()
+    batches_before = metrics.MODEL_BATCH_SIZE.labels("attention")._sum.get()  # noqa: SLF001
+    t0 = time.perf_counter()
+    run_main(build_flow(cfg, [sink], source=TestingSource(events, batch_size=1024), model=model))
+    elapsed = time.perf_counter() - t0
+    windows = metrics.MODEL_BATCH_SIZE.labels("attention")._sum.get() - batches_before  # noqa: SLF001
+    return {
+        "synthetic": True,
+        "underlyings": underlyings,
+        "events": len(events),
+        "records": sink.records[0],
+        "model_windows": int(windows),
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(len(events) / elapsed),
+        "records_per_s": round(sink.records[0] / elapsed),
+    }
+
+
 def surface_benchmarks(quick: bool) -> dict[str, Any]:
     """Full-chain SVI refits on the real 2020-05-21 Deribit BTC chain (326 options)."""
     from connectors.chains import read_chain
@@ -133,6 +174,7 @@ def run_all(quick: bool = False) -> dict[str, Any]:
         "machine": machine(),
         "binance_depth": depth_benchmarks(runs=3 if quick else 7),
         "demo_flow_speed0": flow_benchmark(),
+        "model_flow": model_flow_benchmark(hours=4.5 if not quick else 4.4),
         "surface": surface_benchmarks(quick),
         "sinks": sink_benchmark(quick=quick),
         "inference": inference_benchmark(repeats=3 if quick else 7),
@@ -151,6 +193,10 @@ def render_text(results: dict[str, Any]) -> str:
     lines += ["", "Demo flow at --speed 0 (replay server -> connectors -> Bytewax -> forecasts)",
               f"  {f['events_per_s']:,} events/s, {f['frames_per_s']:,} frames/s "
               f"({f['events']:,} events, {f['records']:,} records in {f['seconds']} s)"]
+    mf = results["model_flow"]
+    lines += ["", f"Flow with the attention model on (SYNTHETIC books, {mf['underlyings']} underlyings, events in memory)",
+              f"  {mf['records_per_s']:,} forecast records/s, {mf['events_per_s']:,} events/s "
+              f"({mf['records']:,} records, {mf['model_windows']:,} model windows in {mf['seconds']} s)"]
     surf = results["surface"]
     lines += ["", f"Surface refit, real Deribit BTC chain ({surf['chain']['options']} options), best ms"]
     for backend, r in surf["backends"].items():

@@ -30,6 +30,12 @@ def _add_sink_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-host", default="127.0.0.1", help="bind address for /metrics (default 127.0.0.1)")
 
 
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", metavar="PATH",
+                   help='attention-model checkpoint; "none" runs the baselines only '
+                        "(default: the config's model_checkpoint, else the shipped one)")
+
+
 def _add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--depth-stream", default="depth@100ms", choices=["depth@100ms", "depth@0ms", "depth"],
                    help="Binance diff-depth stream (default depth@100ms)")
@@ -49,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--quiet", action="store_true", help="print nothing on stdout")
     _add_sink_args(p)
+    _add_model_args(p)
     p.set_defaults(func=commands.run)
 
     p = sub.add_parser("demo", help="the daemon on bundled real recordings via the local replay server")
@@ -57,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replay X times faster than recorded; 0 = as fast as possible (default 10)")
     p.add_argument("--quiet", action="store_true", help="print nothing on stdout")
     _add_sink_args(p)
+    _add_model_args(p)
     p.set_defaults(func=commands.demo)
 
     p = sub.add_parser("record", help="capture raw frames (and REST snapshots) to disk")

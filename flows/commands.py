@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = msgspec.structs.replace(
         cfg, metrics_port=args.metrics_port if args.metrics_port is not None else cfg.metrics_port,
         metrics_host=args.metrics_host,
+        model_checkpoint=args.checkpoint or cfg.model_checkpoint,
     )
     run_daemon(cfg, _sinks(args, cfg), duration_s=args.duration)
     return 0
@@ -118,6 +119,7 @@ def demo_config(port: int, args: argparse.Namespace) -> AppConfig:
         ),
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        model_checkpoint=getattr(args, "checkpoint", None) or "default",
     )
 
 

@@ -32,10 +32,11 @@ class ConfigError(ValueError):
     """A configuration that volcast cannot run with; the message names the problem."""
 
 
-class FeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """One websocket connection: a venue, a market and its symbols."""
+class FeedConfig(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="binance", tag_field="venue"
+):
+    """One Binance websocket connection: a market and its symbols (``venue`` may be left out)."""
 
-    venue: Literal["binance"] = "binance"
     market: Market = "spot"
     symbols: tuple[str, ...]
     # None: the venue's public endpoint. The demo points these at the replay server.
@@ -56,17 +57,125 @@ class FeedConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         return _VENUE_OF_MARKET[self.market]
 
     def instrument_ids(self) -> list[str]:
+        """The book instruments, primary candidates of their underlyings."""
         return [f"{self.name}:{s}" for s in self.symbols]
+
+    def underlying_ids(self) -> list[tuple[str, str]]:
+        """``(underlying, instrument id)`` of each book this feed keeps."""
+        return [(underlying_of(s), iid) for s, iid in zip(self.symbols, self.instrument_ids())]
+
+
+class DeribitFeed(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="deribit", tag_field="venue"
+):
+    """Deribit: the option chain (tickers -> the live surface), DVOL, and perpetual books.
+
+    Each currency's options feed the surface of the underlying of the same name
+    (BTC -> BTC), and its perpetual ``deribit:BTC-PERPETUAL`` is one of that
+    underlying's book instruments. A large chain is sharded over ``shards`` sockets.
+    """
+
+    currencies: tuple[str, ...] = ("BTC",)
+    kinds: tuple[Literal["option", "future", "perpetual"], ...] = ("option", "perpetual")
+    shards: int = 1
+    ws_url: str | None = None
+    rest_url: str | None = None
+    interval: Literal["100ms", "raw", "agg2"] = "100ms"
+    heartbeat_s: int = 30
+
+    def __post_init__(self) -> None:
+        if not self.currencies:
+            raise ConfigError("feed deribit lists no currencies")
+        msgspec.structs.force_setattr(self, "currencies", tuple(c.upper() for c in self.currencies))
+        if not self.kinds:
+            raise ConfigError("feed deribit lists no kinds")
+        if not 1 <= self.shards <= 16:
+            raise ConfigError(f"feed deribit: shards must be within 1..16, got {self.shards}")
+
+    @property
+    def name(self) -> str:
+        return "deribit"
+
+    def part_names(self) -> list[str]:
+        """One source partition (socket) per shard: ``deribit``, or ``deribit_0``, ``deribit_1``, ..."""
+        return [self.name] if self.shards == 1 else [f"{self.name}_{i}" for i in range(self.shards)]
+
+    def instrument_ids(self) -> list[str]:
+        return [f"deribit:{c}-PERPETUAL" for c in self.currencies] if "perpetual" in self.kinds else []
+
+    def underlying_ids(self) -> list[tuple[str, str]]:
+        return [(iid.split(":")[1].split("-")[0], iid) for iid in self.instrument_ids()]
+
+
+class EthereumFeed(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="ethereum", tag_field="venue"
+):
+    """An Ethereum node's websocket (``eth_subscribe`` pending transactions and heads).
+
+    No default: every public endpoint needs a key, so the node is yours to name.
+    """
+
+    ws_url: str
+    underlying: str = "ETH"  # whose forecast records carry the mempool features
+    full_tx: bool = True  # False: the node sends hashes; transactions are looked up
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "underlying", self.underlying.upper())
+
+    @property
+    def name(self) -> str:
+        return "ethereum"
+
+    def instrument_ids(self) -> list[str]:
+        return []
+
+    def underlying_ids(self) -> list[tuple[str, str]]:
+        return []
+
+
+class BitcoinFeed(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="bitcoin", tag_field="venue"
+):
+    """A mempool.space websocket (projected blocks, mempool stats, heads)."""
+
+    ws_url: str = "wss://mempool.space/api/v1/ws"  # public, no key; or your own mempool instance
+    underlying: str = "BTC"
+    track_mempool: bool = False  # also track-mempool: per-transaction adds and removals
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "underlying", self.underlying.upper())
+
+    @property
+    def name(self) -> str:
+        return "bitcoin"
+
+    def instrument_ids(self) -> list[str]:
+        return []
+
+    def underlying_ids(self) -> list[tuple[str, str]]:
+        return []
+
+
+AnyFeed = FeedConfig | DeribitFeed | EthereumFeed | BitcoinFeed
+VENUES = ("binance", "deribit", "ethereum", "bitcoin")
 
 
 class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The daemon's configuration (``volcast run --config volcast.toml``)."""
 
-    feeds: tuple[FeedConfig, ...]
+    feeds: tuple[AnyFeed, ...]
     cadence_s: float = 1.0  # feature rows and forecast records per underlying
     book_depth: int = 5  # levels of the validated book the features read
     queue_size: int = 10_000  # per feed, between the websocket thread and Bytewax
     queue_policy: QueuePolicy = "block"
+    # The forecast step takes rows in batches: at most this many, waiting at most this long,
+    # so the attention model runs once per batch for every window it completed.
+    batch_timeout_ms: float = 10.0
+    batch_max_items: int = 256
+    # The attention model: a checkpoint path, "default" (the shipped one) or "none" (baselines only).
+    model_checkpoint: str = "default"
+    # How often the serving checkpoint's file is checked for a change (hot reload).
+    model_reload_s: float = 30.0
     # underlying -> instrument ids, first is the primary whose RV is forecast;
     # empty: derived from the symbols (BTCUSDT -> BTC), feeds in config order.
     underlying_map: dict[str, tuple[str, ...]] = {}
@@ -84,6 +193,12 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(f"cadence_s must be positive, got {self.cadence_s}")
         if not 1 <= self.book_depth <= 32:
             raise ConfigError(f"book_depth must be within 1..32, got {self.book_depth}")
+        if not 0 < self.batch_timeout_ms <= 1000:
+            raise ConfigError(f"batch_timeout_ms must be within (0, 1000], got {self.batch_timeout_ms}")
+        if self.batch_max_items < 1:
+            raise ConfigError(f"batch_max_items must be at least 1, got {self.batch_max_items}")
+        if not self.model_reload_s > 0:
+            raise ConfigError(f"model_reload_s must be positive, got {self.model_reload_s}")
         if self.queue_size < 1:
             raise ConfigError(f"queue_size must be at least 1, got {self.queue_size}")
         names = [f.name for f in self.feeds]
@@ -99,6 +214,32 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             for iid in ids:
                 if iid not in known:
                     raise ConfigError(f"underlying {und} names {iid}, which no feed subscribes")
+        if not known:
+            raise ConfigError("no feed keeps an order book (binance symbols or deribit perpetuals): nothing to forecast")
+        forecast = self.underlyings()
+        for feed in self.feeds:
+            for und in self._aux_underlyings(feed):
+                if und not in forecast:
+                    raise ConfigError(
+                        f"feed {feed.name} feeds underlying {und}, which has no order-book feed to forecast "
+                        f"(forecast: {', '.join(sorted(forecast))})"
+                    )
+
+    @staticmethod
+    def _aux_underlyings(feed: AnyFeed) -> list[str]:
+        if isinstance(feed, DeribitFeed):
+            return list(feed.currencies) if "option" in feed.kinds else []
+        if isinstance(feed, (EthereumFeed, BitcoinFeed)):
+            return [feed.underlying]
+        return []
+
+    def mempool_underlying(self) -> dict[str, str]:
+        """Chain (``ethereum``, ``bitcoin``) -> the underlying its features join."""
+        return {f.name: f.underlying for f in self.feeds if isinstance(f, (EthereumFeed, BitcoinFeed))}
+
+    def option_underlyings(self) -> set[str]:
+        """Underlyings with a Deribit option chain (a live surface)."""
+        return {c for f in self.feeds if isinstance(f, DeribitFeed) and "option" in f.kinds for c in f.currencies}
 
     @property
     def cadence_ns(self) -> int:
@@ -110,8 +251,8 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             return dict(self.underlying_map)
         out: dict[str, list[str]] = {}
         for feed in self.feeds:
-            for sym, iid in zip(feed.symbols, feed.instrument_ids()):
-                out.setdefault(underlying_of(sym), []).append(iid)
+            for und, iid in feed.underlying_ids():
+                out.setdefault(und, []).append(iid)
         return {k: tuple(v) for k, v in out.items()}
 
 
@@ -129,6 +270,11 @@ def load_config_text(text: str, source: str = "<config>") -> AppConfig:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    for i, feed in enumerate(raw.get("feeds", []) if isinstance(raw.get("feeds"), list) else []):
+        if isinstance(feed, dict):
+            venue = feed.setdefault("venue", "binance")  # the first venue needs no tag: old configs stay valid
+            if venue not in VENUES:
+                raise ConfigError(f"{source}: feeds[{i}]: unknown venue {venue!r} (known: {', '.join(VENUES)})")
     try:
         return msgspec.convert(raw, AppConfig)
     except msgspec.ValidationError as exc:

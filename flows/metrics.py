@@ -120,6 +120,16 @@ MODEL_BATCH_SIZE = Histogram(
     ["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+MODEL_RELOADS = Counter(
+    "volcast_model_reloads_total",
+    "Checkpoint file changes handled: outcome reloaded (now serving) or rejected (the old one keeps serving).",
+    ["model", "outcome"],
+)
+MODEL_LOADED = Gauge(
+    "volcast_model_loaded_timestamp_seconds",
+    "When the serving checkpoint was loaded and warmed up, Unix seconds.",
+    ["model"],
+)
 SURFACE_FIT_DURATION = Histogram(
     "volcast_surface_fit_duration_seconds",
     "Time to fit one underlying's arbitrage-free SVI surface (every expiry).",

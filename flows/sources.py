@@ -19,9 +19,14 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from connectors.errors import FeedConfigError
 from connectors.events import Event, FeedStatus
 from connectors.io.ws import run_session
+from connectors.venues.base import VenueProtocol
 from connectors.venues.binance.protocol import BinanceProtocol
+from connectors.venues.bitcoin.protocol import BitcoinMempoolProtocol
+from connectors.venues.deribit.config import DeribitConfig
+from connectors.venues.deribit.protocol import DeribitProtocol
+from connectors.venues.ethereum.protocol import EthereumProtocol
 from flows import metrics
-from flows.config import AppConfig, FeedConfig
+from flows.config import AnyFeed, AppConfig, BitcoinFeed, DeribitFeed, EthereumFeed, FeedConfig
 
 log = logging.getLogger("volcast.source")
 
@@ -29,20 +34,50 @@ _BATCH = 1024
 _END = object()  # put by the socket thread when its session has ended
 
 
-def build_protocol(feed: FeedConfig, book_view_depth: int | None) -> BinanceProtocol:
-    """The sans-I/O core for ``feed``; the flow reads book views, not deltas."""
-    return BinanceProtocol(
-        feed.market,
-        feed.symbols,
-        depth_stream=feed.depth_stream,
-        trade_stream=feed.trade_stream,
-        book_view_depth=book_view_depth,
-        emit_deltas=book_view_depth is None,
-    )
+def build_protocol(feed: AnyFeed, book_view_depth: int | None, shard: int = 0) -> VenueProtocol:
+    """The sans-I/O core for ``feed`` (its ``shard``); the flow reads book views, not deltas."""
+    if isinstance(feed, FeedConfig):
+        return BinanceProtocol(
+            feed.market,
+            feed.symbols,
+            depth_stream=feed.depth_stream,
+            trade_stream=feed.trade_stream,
+            book_view_depth=book_view_depth,
+            emit_deltas=book_view_depth is None,
+        )
+    if isinstance(feed, DeribitFeed):
+        return DeribitProtocol(
+            DeribitConfig(
+                currencies=feed.currencies,
+                kinds=feed.kinds,
+                option_channels=("ticker",),
+                interval=feed.interval,
+                heartbeat_s=feed.heartbeat_s,
+                shard=shard,
+                shards=feed.shards,
+                book_view_depth=book_view_depth,
+                emit_deltas=book_view_depth is None,
+            )
+        )
+    if isinstance(feed, EthereumFeed):
+        return EthereumProtocol(feed.ws_url, full_tx=feed.full_tx)
+    if isinstance(feed, BitcoinFeed):
+        return BitcoinMempoolProtocol(track_mempool=feed.track_mempool)
+    raise TypeError(f"no connector for feed {feed!r}")
+
+
+def feed_urls(feed: AnyFeed, protocol: VenueProtocol) -> tuple[str, str]:
+    """(websocket URL, REST base) of ``feed``: its configured endpoints, else the venue's public ones."""
+    if isinstance(feed, (EthereumFeed, BitcoinFeed)):
+        return protocol.stream_url(feed.ws_url), ""
+    return protocol.stream_url(feed.ws_url), feed.rest_url or protocol.rest_base
 
 
 class _FeedPartition(StatefulSourcePartition[Event, None]):
-    def __init__(self, feed: FeedConfig, cfg: AppConfig, stop: threading.Event, failures: list[str]) -> None:
+    def __init__(
+        self, name: str, feed: AnyFeed, shard: int, cfg: AppConfig, stop: threading.Event, failures: list[str]
+    ) -> None:
+        self._name = name
         self._feed = feed
         self._policy = cfg.queue_policy
         self._queue: queue.Queue = queue.Queue(maxsize=cfg.queue_size)
@@ -51,13 +86,13 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
         self._failures = failures
         self._ended = False
         self._instruments = feed.instrument_ids()
-        self._depth_gauge = metrics.QUEUE_DEPTH.labels(feed.name)
-        self._drops = metrics.QUEUE_DROPS.labels(feed.name)
-        self._protocol = build_protocol(feed, cfg.book_depth)
+        self._depth_gauge = metrics.QUEUE_DEPTH.labels(name)
+        self._drops = metrics.QUEUE_DROPS.labels(name)
+        self._protocol = build_protocol(feed, cfg.book_depth, shard)
         self._tracker = metrics.FrameTracker()
-        metrics.QUEUE_CAPACITY.labels(feed.name).set(cfg.queue_size)
-        metrics.FEEDS.register(feed.name, self._protocol, self._tracker)
-        self._thread = threading.Thread(target=self._run, name=f"feed-{feed.name}", daemon=True)
+        metrics.QUEUE_CAPACITY.labels(name).set(cfg.queue_size)
+        metrics.FEEDS.register(name, self._protocol, self._tracker)
+        self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
@@ -69,18 +104,19 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
             self._failures.append(str(exc))
             self._stop.set()
         except Exception:  # a bug in the shell: end this feed loudly, not silently
-            log.exception("%s: feed thread failed", self._feed.name)
+            log.exception("%s: feed thread failed", self._name)
         finally:
             self._put_blocking(_END)
 
     async def _session(self) -> None:
         stop = asyncio.Event()
         watcher = asyncio.create_task(self._watch_stop(stop))
+        ws_url, rest_base = feed_urls(self._feed, self._protocol)
         try:
             await run_session(
                 self._protocol,
-                ws_url=self._protocol.stream_url(self._feed.ws_url),
-                rest_base=self._feed.rest_url or self._protocol.rest_base,
+                ws_url=ws_url,
+                rest_base=rest_base,
                 on_events=self._enqueue,
                 on_frame=self._tracker.on_frame,  # bytes and last-message time, for metrics
                 stop=stop,
@@ -112,8 +148,8 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
                             pass
 
     def _fan_out(self, ev: Event) -> list[Event]:
-        """Connection-scope statuses concern every instrument key of this feed."""
-        if isinstance(ev, FeedStatus) and ev.scope == "connection":
+        """Connection-scope statuses concern every book instrument key of this feed."""
+        if isinstance(ev, FeedStatus) and ev.scope == "connection" and self._instruments:
             return [
                 FeedStatus(
                     venue=ev.venue,
@@ -172,18 +208,23 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
 
 
 class FeedSource(FixedPartitionedSource[Event, None]):
-    """One partition per configured feed."""
+    """One partition per configured connection: a feed, or one shard of a sharded feed."""
 
     def __init__(self, cfg: AppConfig, stop: threading.Event, failures: list[str] | None = None) -> None:
         self._cfg = cfg
         self._stop = stop
         self.failures: list[str] = [] if failures is None else failures
-        self._feeds = {feed.name: feed for feed in cfg.feeds}
+        self._parts: dict[str, tuple[AnyFeed, int]] = {}
+        for feed in cfg.feeds:
+            names = feed.part_names() if isinstance(feed, DeribitFeed) else [feed.name]
+            for shard, name in enumerate(names):
+                self._parts[name] = (feed, shard)
 
     def list_parts(self) -> list[str]:
-        return list(self._feeds)
+        return list(self._parts)
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FeedPartition:
-        return _FeedPartition(self._feeds[for_part], self._cfg, self._stop, self.failures)
+        feed, shard = self._parts[for_part]
+        return _FeedPartition(for_part, feed, shard, self._cfg, self._stop, self.failures)
 
 

@@ -45,6 +45,7 @@ EXPECTED_VALUES = {
     "transport": {"websocket", "rest"},
     "outcome": {"ok", "failed"},
     "quantile": {"0.1", "0.5", "0.9"},
+    "model": {"attention"},
 }
 
 
