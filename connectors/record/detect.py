@@ -27,11 +27,17 @@ import msgspec
 from connectors.record.cryptofeed import parse_line, read_cryptofeed
 from connectors.record.frames import GZIP_MAGIC, Frame, RecordingFormatError
 from connectors.record.hftbacktest import classify_binance, read_hftbacktest
+from connectors.record.ticker_csv import is_ticker_csv_header, read_ticker_csv
 from connectors.record.volcast_format import MAGIC, read_volcast
 
-RecordingFormat = Literal["volcast", "hftbacktest", "cryptofeed"]
+RecordingFormat = Literal["volcast", "hftbacktest", "cryptofeed", "deribit_ticker_csv"]
 
-_READERS = {"volcast": read_volcast, "hftbacktest": read_hftbacktest, "cryptofeed": read_cryptofeed}
+_READERS = {
+    "volcast": read_volcast,
+    "hftbacktest": read_hftbacktest,
+    "cryptofeed": read_cryptofeed,
+    "deribit_ticker_csv": read_ticker_csv,
+}
 _MAX_HEAD_BYTES = 1 << 20  # a first line longer than this is no recording of ours
 _MAX_LEADING_BLANKS = 16
 _HFTBACKTEST_LINE = re.compile(rb"\d+ [{\[]")
@@ -122,6 +128,8 @@ def sniff_format(path: str | os.PathLike[str]) -> RecordingFormat:
         return "hftbacktest"
     if line.startswith(b"configuration: ") or parse_line(line.rstrip(b"\r\n")) is not None:
         return "cryptofeed"
+    if is_ticker_csv_header(line):
+        return "deribit_ticker_csv"
     raise RecordingFormatError(
         f"{path}: not a recording volcast can read (first line: {line[:80]!r})"
     )
