@@ -82,11 +82,18 @@ class DeribitFeed(
     rest_url: str | None = None
     interval: Literal["100ms", "raw", "agg2"] = "100ms"
     heartbeat_s: int = 30
+    # Currency -> underlying its chain and perpetual join; default the currency (BTC -> BTC).
+    underlying_names: dict[str, str] = {}
 
     def __post_init__(self) -> None:
         if not self.currencies:
             raise ConfigError("feed deribit lists no currencies")
         msgspec.structs.force_setattr(self, "currencies", tuple(c.upper() for c in self.currencies))
+        names = {c.upper(): u.upper() for c, u in self.underlying_names.items()}
+        for cur in names:
+            if cur not in self.currencies:
+                raise ConfigError(f"feed deribit: underlying_names names {cur}, which is not in currencies")
+        msgspec.structs.force_setattr(self, "underlying_names", names)
         if not self.kinds:
             raise ConfigError("feed deribit lists no kinds")
         if not 1 <= self.shards <= 16:
@@ -100,11 +107,15 @@ class DeribitFeed(
         """One source partition (socket) per shard: ``deribit``, or ``deribit_0``, ``deribit_1``, ..."""
         return [self.name] if self.shards == 1 else [f"{self.name}_{i}" for i in range(self.shards)]
 
+    def underlying(self, currency: str) -> str:
+        """The underlying a currency's instruments join."""
+        return self.underlying_names.get(currency, currency)
+
     def instrument_ids(self) -> list[str]:
         return [f"deribit:{c}-PERPETUAL" for c in self.currencies] if "perpetual" in self.kinds else []
 
     def underlying_ids(self) -> list[tuple[str, str]]:
-        return [(iid.split(":")[1].split("-")[0], iid) for iid in self.instrument_ids()]
+        return [(self.underlying(c), f"deribit:{c}-PERPETUAL") for c in self.currencies] if "perpetual" in self.kinds else []
 
 
 class EthereumFeed(
@@ -217,29 +228,23 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         if not known:
             raise ConfigError("no feed keeps an order book (binance symbols or deribit perpetuals): nothing to forecast")
         forecast = self.underlyings()
-        for feed in self.feeds:
-            for und in self._aux_underlyings(feed):
-                if und not in forecast:
-                    raise ConfigError(
-                        f"feed {feed.name} feeds underlying {und}, which has no order-book feed to forecast "
-                        f"(forecast: {', '.join(sorted(forecast))})"
-                    )
-
-    @staticmethod
-    def _aux_underlyings(feed: AnyFeed) -> list[str]:
-        if isinstance(feed, DeribitFeed):
-            return list(feed.currencies) if "option" in feed.kinds else []
-        if isinstance(feed, (EthereumFeed, BitcoinFeed)):
-            return [feed.underlying]
-        return []
+        for chain, und in self.mempool_underlying().items():
+            if und not in forecast:
+                raise ConfigError(
+                    f"feed {chain} feeds underlying {und}, which has no order-book feed to forecast "
+                    f"(forecast: {', '.join(sorted(forecast))})"
+                )
 
     def mempool_underlying(self) -> dict[str, str]:
         """Chain (``ethereum``, ``bitcoin``) -> the underlying its features join."""
         return {f.name: f.underlying for f in self.feeds if isinstance(f, (EthereumFeed, BitcoinFeed))}
 
-    def option_underlyings(self) -> set[str]:
-        """Underlyings with a Deribit option chain (a live surface)."""
-        return {c for f in self.feeds if isinstance(f, DeribitFeed) and "option" in f.kinds for c in f.currencies}
+    def option_underlyings(self) -> dict[str, str]:
+        """Deribit currency -> the underlying whose live surface its option chain feeds."""
+        return {
+            c: f.underlying(c) for f in self.feeds if isinstance(f, DeribitFeed) and "option" in f.kinds
+            for c in f.currencies
+        }
 
     @property
     def cadence_ns(self) -> int:

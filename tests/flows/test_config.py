@@ -30,7 +30,7 @@ ws_url = "ws://127.0.0.1:8999/api/v1/ws"
         "BTC": ("binance_usdm:BTCUSDT", "deribit:BTC-PERPETUAL"),
         "ETH": ("binance_usdm:ETHUSDT", "deribit:ETH-PERPETUAL"),
     }
-    assert cfg.option_underlyings() == {"BTC", "ETH"}
+    assert cfg.option_underlyings() == {"BTC": "BTC", "ETH": "ETH"}
     assert cfg.mempool_underlying() == {"ethereum": "ETH", "bitcoin": "BTC"}
     source = FeedSource(cfg, threading.Event())
     assert source.list_parts() == ["binance_usdm", "deribit_0", "deribit_1", "ethereum", "bitcoin"]
@@ -55,8 +55,8 @@ def test_a_config_without_venue_is_binance_as_before():
         ('[[feeds]]\nvenue = "ethereum"\n', "Object missing required field `ws_url`"),
         ('[[feeds]]\nvenue = "ethereum"\nws_url = "ws://x"\nunderlying = "SOL"\n',
          "feed ethereum feeds underlying SOL, which has no order-book feed to forecast (forecast: BTC, ETH)"),
-        ('[[feeds]]\nvenue = "deribit"\ncurrencies = ["SOL"]\nkinds = ["option"]\n',
-         "feed deribit feeds underlying SOL, which has no order-book feed"),
+        ('[[feeds]]\nvenue = "deribit"\nunderlying_names = {ETH = "X"}\n',
+         "feed deribit: underlying_names names ETH, which is not in currencies"),
         ('[[feeds]]\nvenue = "deribit"\nshards = 0\n', "shards must be within 1..16"),
         ("batch_timeout_ms = 0\n", "batch_timeout_ms must be within (0, 1000]"),
     ],
@@ -65,6 +65,13 @@ def test_refusals_name_the_problem(extra, message):
     text = extra + BOOKS if not extra.startswith("[[") else BOOKS + extra
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config_text(text)
+
+
+def test_an_option_chain_without_a_book_is_a_surface_only_underlying():
+    cfg = load_config_text(BOOKS + '[[feeds]]\nvenue = "deribit"\ncurrencies = ["btc"]\nkinds = ["option"]\n'
+                           'underlying_names = {BTC = "BTCOPT"}\n')
+    assert cfg.option_underlyings() == {"BTC": "BTCOPT"}
+    assert "BTCOPT" not in cfg.underlyings()
 
 
 def test_mempool_alone_is_not_a_daemon():
