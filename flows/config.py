@@ -118,53 +118,42 @@ class DeribitFeed(
         return [(self.underlying(c), f"deribit:{c}-PERPETUAL") for c in self.currencies] if "perpetual" in self.kinds else []
 
 
-class EthereumFeed(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="ethereum", tag_field="venue"
-):
+class _MempoolFeed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A chain's mempool feed: no books; its features join one underlying's records."""
+
+    underlying: str  # whose forecast records carry the mempool features
+
+    def __post_init__(self) -> None:
+        msgspec.structs.force_setattr(self, "underlying", self.underlying.upper())
+
+    @property
+    def name(self) -> str:
+        return self.__struct_config__.tag  # the venue: ethereum, bitcoin
+
+    def instrument_ids(self) -> list[str]:
+        return []
+
+    def underlying_ids(self) -> list[tuple[str, str]]:
+        return []
+
+
+class EthereumFeed(_MempoolFeed, kw_only=True, tag="ethereum", tag_field="venue"):
     """An Ethereum node's websocket (``eth_subscribe`` pending transactions and heads).
 
     No default: every public endpoint needs a key, so the node is yours to name.
     """
 
     ws_url: str
-    underlying: str = "ETH"  # whose forecast records carry the mempool features
+    underlying: str = "ETH"
     full_tx: bool = True  # False: the node sends hashes; transactions are looked up
 
-    def __post_init__(self) -> None:
-        msgspec.structs.force_setattr(self, "underlying", self.underlying.upper())
 
-    @property
-    def name(self) -> str:
-        return "ethereum"
-
-    def instrument_ids(self) -> list[str]:
-        return []
-
-    def underlying_ids(self) -> list[tuple[str, str]]:
-        return []
-
-
-class BitcoinFeed(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="bitcoin", tag_field="venue"
-):
+class BitcoinFeed(_MempoolFeed, kw_only=True, tag="bitcoin", tag_field="venue"):
     """A mempool.space websocket (projected blocks, mempool stats, heads)."""
 
     ws_url: str = "wss://mempool.space/api/v1/ws"  # public, no key; or your own mempool instance
     underlying: str = "BTC"
     track_mempool: bool = False  # also track-mempool: per-transaction adds and removals
-
-    def __post_init__(self) -> None:
-        msgspec.structs.force_setattr(self, "underlying", self.underlying.upper())
-
-    @property
-    def name(self) -> str:
-        return "bitcoin"
-
-    def instrument_ids(self) -> list[str]:
-        return []
-
-    def underlying_ids(self) -> list[tuple[str, str]]:
-        return []
 
 
 AnyFeed = FeedConfig | DeribitFeed | EthereumFeed | BitcoinFeed
