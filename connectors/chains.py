@@ -45,8 +45,12 @@ from typing import TextIO
 
 from connectors.errors import ConnectorError
 from connectors.events import Instrument, OptionQuote, OptionTicker
+from connectors.venues.deribit.parse import parse_name
 
-__all__ = ["Chain", "ChainFormatError", "read_chain", "parse_chain", "quotes_from_tickers", "parse_deribit_option_name"]
+__all__ = [
+    "Chain", "ChainFormatError", "read_chain", "parse_chain", "quotes_from_tickers", "option_quote",
+    "parse_deribit_option_name",
+]
 
 _MS = 1_000_000
 _EXPIRY_HOUR_UTC = 8  # Deribit options expire at 08:00 UTC
@@ -68,9 +72,6 @@ class Chain:
     notes: list[str] = field(default_factory=list)
 
 
-_MONTHS = {m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT",
-                                           "NOV", "DEC"))}
-_NAME = re.compile(r"^[A-Z0-9_]+-(\d{1,2})([A-Z]{3})(\d{2})-([0-9D.]+)-([CP])$")
 
 
 def parse_deribit_option_name(name: str) -> tuple[int, float, bool]:
@@ -81,12 +82,10 @@ def parse_deribit_option_name(name: str) -> tuple[int, float, bool]:
     >>> parse_deribit_option_name("XRP_USDC-30MAY25-2d2-C")[1]
     2.2
     """
-    m = _NAME.match(name.strip().upper())
-    if m is None or m.group(2) not in _MONTHS:
+    info = parse_name(name.strip())  # the connector's own parser: one reading of a name
+    if info is None or info.kind != "option" or info.expiry_ms is None or info.strike is None:
         raise ValueError(f"not a Deribit option name: {name!r}")
-    day, mon, yy, strike, cp = m.groups()
-    expiry = dt.datetime(2000 + int(yy), _MONTHS[mon], int(day), _EXPIRY_HOUR_UTC, tzinfo=dt.timezone.utc)
-    return _to_ns(expiry), float(strike.replace("D", ".")), cp == "C"
+    return info.expiry_ms * _MS, info.strike, info.option_type == "C"
 
 
 def _to_ns(d: dt.datetime) -> int:
@@ -319,21 +318,27 @@ def quotes_from_tickers(
         prev = latest.get(t.symbol)
         if prev is None or ts >= (prev.ts_exchange_ns if prev.ts_exchange_ns is not None else prev.ts_recv_ns):
             latest[t.symbol] = t
-    out = []
-    for sym, t in latest.items():
-        inst = by_symbol.get(sym)
-        if inst is not None and inst.strike is not None and inst.expiry_ns is not None and inst.option_type:
-            expiry_ns, strike, is_call = inst.expiry_ns, inst.strike, inst.option_type == "C"
-        else:
-            expiry_ns, strike, is_call = parse_deribit_option_name(sym)
-        out.append(OptionQuote(
-            expiry_ns=expiry_ns, strike=strike, is_call=is_call,
-            ts_ns=t.ts_exchange_ns if t.ts_exchange_ns is not None else t.ts_recv_ns,
-            underlying_price=_pos(t.underlying_price), bid_iv=_pos(t.bid_iv), ask_iv=_pos(t.ask_iv),
-            mark_iv=_pos(t.mark_iv), bid_price=_pos(t.best_bid_price), ask_price=_pos(t.best_ask_price),
-            mark_price=_pos(t.mark_price), symbol=sym,
-        ))
-    return out
+    quotes = (option_quote(t, by_symbol.get(sym)) for sym, t in latest.items())
+    return [q for q in quotes if q is not None]
+
+
+def option_quote(t: OptionTicker, instrument: Instrument | None = None) -> OptionQuote | None:
+    """One ticker as a quote; strike, expiry and type from its listing, else its name (None if neither tells)."""
+    if instrument is not None and instrument.strike is not None and instrument.expiry_ns is not None \
+            and instrument.option_type:
+        expiry_ns, strike, is_call = instrument.expiry_ns, instrument.strike, instrument.option_type == "C"
+    else:
+        try:
+            expiry_ns, strike, is_call = parse_deribit_option_name(t.symbol)
+        except ValueError:
+            return None
+    return OptionQuote(
+        expiry_ns=expiry_ns, strike=strike, is_call=is_call,
+        ts_ns=t.ts_exchange_ns if t.ts_exchange_ns is not None else t.ts_recv_ns,
+        underlying_price=_pos(t.underlying_price), bid_iv=_pos(t.bid_iv), ask_iv=_pos(t.ask_iv),
+        mark_iv=_pos(t.mark_iv), bid_price=_pos(t.best_bid_price), ask_price=_pos(t.best_ask_price),
+        mark_price=_pos(t.mark_price), symbol=t.symbol,
+    )
 
 
 _ = io  # io.StringIO is what the doctest feeds parse_chain

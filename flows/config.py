@@ -176,6 +176,10 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     model_checkpoint: str = "default"
     # How often the serving checkpoint's file is checked for a change (hot reload).
     model_reload_s: float = 30.0
+    # Option chains: the surface is refitted at most this often (warm-started), from quotes
+    # no older than surface_stale_s (exchange time).
+    surface_refit_s: float = 5.0
+    surface_stale_s: float = 60.0
     # underlying -> instrument ids, first is the primary whose RV is forecast;
     # empty: derived from the symbols (BTCUSDT -> BTC), feeds in config order.
     underlying_map: dict[str, tuple[str, ...]] = {}
@@ -197,8 +201,9 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(f"batch_timeout_ms must be within (0, 1000], got {self.batch_timeout_ms}")
         if self.batch_max_items < 1:
             raise ConfigError(f"batch_max_items must be at least 1, got {self.batch_max_items}")
-        if not self.model_reload_s > 0:
-            raise ConfigError(f"model_reload_s must be positive, got {self.model_reload_s}")
+        for name in ("model_reload_s", "surface_refit_s", "surface_stale_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.queue_size < 1:
             raise ConfigError(f"queue_size must be at least 1, got {self.queue_size}")
         names = [f.name for f in self.feeds]
@@ -214,8 +219,11 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             for iid in ids:
                 if iid not in known:
                     raise ConfigError(f"underlying {und} names {iid}, which no feed subscribes")
-        if not known:
-            raise ConfigError("no feed keeps an order book (binance symbols or deribit perpetuals): nothing to forecast")
+        if not known and not self.option_underlyings():
+            raise ConfigError(
+                "no feed keeps an order book (binance symbols or deribit perpetuals) or an option chain: "
+                "nothing to forecast"
+            )
         forecast = self.underlyings()
         for chain, und in self.mempool_underlying().items():
             if und not in forecast:

@@ -5,6 +5,8 @@
     feed partitions (one per websocket connection)
       -> key by instrument -> FeatureBuilder (validated book views, BBO, trades)
       -> rows of each underlying's book instruments
+      (option tickers, listings, index values -> key by underlying -> chain state
+       -> surface nowcast per step, refitted when due)
       -> collect (bounded time and size) -> forecast: every underlying's baselines,
          one batched attention-model call for the windows the batch completed
       -> forecast records (+ score records every 60 steps) -> sinks, Prometheus
@@ -28,6 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 
 from connectors.events import Event
 from flows import metrics
+from flows.aux import AuxRouter, AuxState, SurfaceUpdate
 from flows.config import AppConfig
 from flows.sinks import MetricsSink
 from flows.sources import FeedSource
@@ -56,27 +59,40 @@ class _Forecasts:
 
     def on_batch(
         self,
-        items: list[tuple[FeatureRow, int]],
+        items: list[tuple[FeatureRow, int] | SurfaceUpdate],
         cfg: AppConfig,
         underlying_of: dict[str, str],
         model: BatchedForecaster | None,
     ) -> list[dict[str, Any]]:
-        steps: list[tuple[UnderlyingState, Step]] = []
-        for row, recv_ns in items:
-            und = underlying_of[row.instrument_id]
-            state = self.underlyings.get(und)
-            if state is None:
-                state = self.underlyings[und] = UnderlyingState(
-                    und, cfg.underlyings()[und], cfg, None if model is None else model.spec
-                )
+        # Every item in arrival order; records wait for the batch's one model call.
+        steps: list[tuple[UnderlyingState, Step | SurfaceUpdate]] = []
+        for item in items:
+            if isinstance(item, SurfaceUpdate):
+                state = self._state(item.underlying, cfg, model)
+                if state.on_surface(item):  # an underlying without books: the surface drives its records
+                    steps.append((state, item))
+                continue
+            row, recv_ns = item
+            state = self._state(underlying_of[row.instrument_id], cfg, model)
             step = state.on_row(row, recv_ns)
             if step is not None:
                 steps.append((state, step))
-        answers = _run_model(model, [s.window for _, s in steps if s.window is not None])
+        answers = _run_model(model, [s.window for _, s in steps if isinstance(s, Step) and s.window is not None])
         out: list[dict[str, Any]] = []
         for state, step in steps:
-            out.extend(state.finish(step, None if step.window is None else answers.pop(0)))
+            if isinstance(step, SurfaceUpdate):
+                out.append(state.surface_record(step))
+            else:
+                out.extend(state.finish(step, None if step.window is None else answers.pop(0)))
         return out
+
+    def _state(self, und: str, cfg: AppConfig, model: BatchedForecaster | None) -> UnderlyingState:
+        state = self.underlyings.get(und)
+        if state is None:
+            state = self.underlyings[und] = UnderlyingState(
+                und, cfg.underlyings().get(und, ()), cfg, None if model is None else model.spec
+            )
+        return state
 
 
 def _run_model(model: BatchedForecaster | None, windows: list) -> list:
@@ -109,10 +125,21 @@ def build_flow(
     """
     stop = stop or threading.Event()
     underlying_of = {iid: und for und, ids in cfg.underlyings().items() for iid in ids}
+    aux_of = AuxRouter(cfg)
 
     flow = Dataflow("volcast")
     events = op.input("feeds", flow, source or FeedSource(cfg, stop, failures))
-    by_instrument = op.key_on("key_instrument", events, lambda ev: ev.instrument_id)
+    split = op.branch("aux_or_book", events, lambda ev: aux_of(ev) is not None)
+
+    def aux_step(state: AuxState | None, ev: Event):
+        state = state or AuxState(aux_of(ev), cfg)
+        return state, state.on_event(ev)
+
+    surfaces = op.key_rm(
+        "unkey_surfaces",
+        op.stateful_flat_map("chains", op.key_on("key_chain", split.trues, aux_of), aux_step),
+    )
+    by_instrument = op.key_on("key_instrument", split.falses, lambda ev: ev.instrument_id)
     rows = op.stateful_flat_map(
         "features", by_instrument, lambda s, ev: _feature_step(s, ev, cfg)
     )
@@ -122,12 +149,12 @@ def build_flow(
     book_rows = op.filter("known_underlying", all_rows, lambda r: r[0].instrument_id in underlying_of)
     batches = op.collect(
         "batch",
-        op.key_on("key_forecast", book_rows, lambda _: _FORECAST_KEY),
+        op.key_on("key_forecast", op.merge("rows_and_surfaces", book_rows, surfaces), lambda _: _FORECAST_KEY),
         timeout=timedelta(milliseconds=cfg.batch_timeout_ms),
         max_size=cfg.batch_max_items,
     )
 
-    def forecast_step(state: _Forecasts | None, items: list[tuple[FeatureRow, int]]):
+    def forecast_step(state: _Forecasts | None, items: list[tuple[FeatureRow, int] | SurfaceUpdate]):
         state = state or _Forecasts()
         return state, state.on_batch(items, cfg, underlying_of, model)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -172,6 +172,11 @@ FORECAST_BF25 = Gauge(
 )
 
 
+_SURFACE_SERIES = {
+    "iv": SURFACE_IV, "atm": SURFACE_ATM_IV, "rr25": SURFACE_RR25, "bf25": SURFACE_BF25, "rmse": SURFACE_FIT_RMSE,
+}
+
+
 class FrameTracker:
     """Bytes received and the last message time of one feed, fed by its socket thread.
 
@@ -300,6 +305,7 @@ class UnderlyingExporter:
         self._quantile: set[tuple[str, str]] = set()
         self._realized: set[str] = set()
         self._totals: dict[tuple[str, str], tuple[int, int]] = {}  # (horizon, method) -> scored, unscorable
+        self._surface: set[tuple[str, tuple[str, ...]]] = set()  # the surface series set, to remove stale ones
 
     def forecasts(self, by_method: Mapping[str, Sequence[HorizonForecast]]) -> None:
         """Every method's forecast per horizon, and its quantiles once it has them."""
@@ -323,6 +329,31 @@ class UnderlyingExporter:
             for level, _attr in QUANTILES:
                 FORECAST_VOL_QUANTILE.remove(und, *key, level)
         self._vol, self._quantile = vol, quant
+
+    def surface(self, block: Mapping[str, Any], refit: bool) -> None:
+        """The surface nowcast's grid, term structure, skew and fit error, on each refit.
+
+        A tenor the chain no longer reaches (an expiry rolled off) loses its series.
+        """
+        if not refit:
+            return
+        und = self.underlying
+        values: dict[tuple[str, tuple[str, ...]], float] = {}  # (block key, labels) -> value
+        for days, row in zip(block["tenors_days"], block["iv"]):
+            for delta, iv in zip(block["deltas"], row):
+                if iv is not None:
+                    values[("iv", (und, f"{days:g}d", delta))] = iv
+        for key in ("atm", "rr25", "bf25"):
+            for tenor, value in block[key].items():
+                if value is not None:
+                    values[(key, (und, tenor))] = value
+        if block["rmse_vol_pts"] is not None:
+            values[("rmse", (und,))] = block["rmse_vol_pts"] / 100.0  # vol points -> decimal IV
+        for key, labels in self._surface - values.keys():
+            _SURFACE_SERIES[key].remove(*labels)
+        for (key, labels), value in values.items():
+            _SURFACE_SERIES[key].labels(*labels).set(value)
+        self._surface = set(values)
 
     def realized(self, vols: Mapping[str, float | None]) -> None:
         """Trailing realized vol per horizon; None removes the series (too few observed steps)."""

@@ -36,13 +36,13 @@ def run_daemon(
     if cfg.metrics_port is not None:
         port = metrics.serve(cfg.metrics_host, cfg.metrics_port)
         log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, port)
+    failures: list[str] = []
+    model = load_model(cfg)  # before the clock starts: --duration counts the daemon's run, not its warm-up
     timer = None
     if duration_s is not None:
         timer = threading.Timer(duration_s, stop.set)
         timer.daemon = True
         timer.start()
-    failures: list[str] = []
-    model = load_model(cfg)
     reloader = None
     if model is not None:
         reloader = threading.Thread(target=_reload_loop, args=(model, cfg.model_reload_s, stop),

@@ -14,6 +14,7 @@ import time
 from typing import Any, NamedTuple
 
 from flows import metrics
+from flows.aux import SurfaceUpdate
 from flows.config import AppConfig
 from flows.records import SCHEMA, iso, record_id, score_record
 from model.baselines.ewma import EWMA
@@ -37,6 +38,7 @@ class Step(NamedTuple):
     by_method: dict[str, list[HorizonForecast]]
     window: Window | None
     window_reason: str  # what the model's window still lacks, as of this row
+    surface: SurfaceUpdate | None  # the latest surface nowcast, as of this row
 
 
 class UnderlyingState:
@@ -46,14 +48,18 @@ class UnderlyingState:
         self, underlying: str, instruments: tuple[str, ...], cfg: AppConfig, model_spec: ModelSpec | None = None
     ) -> None:
         self.underlying = underlying
-        self.primary = instruments[0]
+        # No books: an option chain alone, whose surface drives the records (no RV forecast).
+        self.primary = instruments[0] if instruments else None
         # Preference order after the attention model: the first method with an ok forecast fills a horizon.
         self.forecasters: list[Forecaster] = [HARRV(cadence_ns=cfg.cadence_ns), EWMA(cadence_ns=cfg.cadence_ns)]
         self.horizons = self.forecasters[0].horizons
         self.inputs: dict[str, dict[str, Any]] = {
             iid: {"synced": False, "last_ts_ns": None} for iid in instruments
         }
-        self.windows = None if model_spec is None else WindowBuilder(self.primary, model_spec, cfg.cadence_ns)
+        self.windows = (
+            None if model_spec is None or self.primary is None
+            else WindowBuilder(self.primary, model_spec, cfg.cadence_ns)
+        )
         # The attention model forecasts once per bar; the latest one serves until the next bar.
         self.attention: list[HorizonForecast] | None = None
         self.attention_ts_ns: int | None = None
@@ -63,6 +69,20 @@ class UnderlyingState:
         self.score_every_ns = SCORE_EVERY_STEPS * cfg.cadence_ns
         self.realized_every_ns = REALIZED_EVERY_STEPS * cfg.cadence_ns
         self.exporter = metrics.UnderlyingExporter(underlying)
+        self.surface: SurfaceUpdate | None = None
+        self.surface_stale_ns = int(cfg.surface_stale_s * 1e9)
+
+    def on_surface(self, update: SurfaceUpdate) -> bool:
+        """Keep the latest surface nowcast; True when it makes this underlying's record (no books)."""
+        self.surface = update
+        self.exporter.surface(update.block, refit=update.refit)
+        return self.primary is None
+
+    def surface_record(self, update: SurfaceUpdate) -> dict[str, Any]:
+        """The record of an underlying without books: its surface, and why there is no RV forecast."""
+        why = f"{self.underlying} has no order-book feed: its records carry the surface only"
+        by_method = {f.name: [HorizonForecast.warming_up(h, f.name, why) for h in self.horizons] for f in self.forecasters}
+        return self._record(update.ts_ns, by_method, update)
 
     def on_row(self, row: FeatureRow, recv_ns: int) -> Step | None:
         """Consume a book row; a :class:`Step` when it is the primary instrument's."""
@@ -78,7 +98,9 @@ class UnderlyingState:
             by_method[f.name] = f.forecast(row.ts_ns)
             metrics.FORECASTER_DURATION.labels(f.name).observe(time.perf_counter() - t0)
         window = None if self.windows is None else self.windows.observe(row)
-        return Step(row, recv_ns, by_method, window, "" if self.windows is None else self.windows.reason)
+        return Step(
+            row, recv_ns, by_method, window, "" if self.windows is None else self.windows.reason, self.surface
+        )
 
     def finish(self, step: Step, attention: list[HorizonForecast] | None) -> list[dict[str, Any]]:
         """The step's forecast record (and a score record every SCORE_EVERY_STEPS steps).
@@ -93,7 +115,7 @@ class UnderlyingState:
                 self.attention, self.attention_ts_ns = self._on_our_horizons(attention), ts
                 fresh_attention = self.attention
             by_method = {ATTENTION: self._attention_now(ts, step.window_reason), **by_method}
-        out = [self._record(ts, by_method)]
+        out = [self._record(ts, by_method, step.surface)]
         metrics.LATENCY.observe(max(0.0, (time.time_ns() - step.recv_ns) / 1e9))
         self._score(step.row, by_method, fresh_attention, out)
         return out
@@ -142,7 +164,9 @@ class UnderlyingState:
             self.exporter.scores(scores)
             out.append(score_record(self.underlying, ts, scores, self.scorer.window_ns / 1e9))
 
-    def _record(self, ts_ns: int, by_method: dict[str, list[HorizonForecast]]) -> dict[str, Any]:
+    def _record(
+        self, ts_ns: int, by_method: dict[str, list[HorizonForecast]], surface: SurfaceUpdate | None
+    ) -> dict[str, Any]:
         rv = []
         warming: list[str] = []
         methods = list(by_method)  # ordered by preference: best method first
@@ -171,7 +195,7 @@ class UnderlyingState:
             }
             for iid, v in self.inputs.items()
         }
-        return {
+        record = {
             "schema": SCHEMA,
             "id": record_id(self.underlying, ts_ns),
             "ts_ns": ts_ns,
@@ -186,3 +210,9 @@ class UnderlyingState:
             "inputs_synced": all(v["synced"] for v in inputs.values()),
             "warming_up": sorted(set(warming)),
         }
+        if surface is not None:
+            age_ns = ts_ns - surface.block["ts_ns"]  # since the fit (refits are throttled)
+            record["surface"] = {**surface.block, "age_s": age_ns / 1e9}
+            # A stale surface is reported (with its age) but is no input to anything.
+            record["features"] = dict(surface.features) if age_ns <= self.surface_stale_ns else {}
+        return record
