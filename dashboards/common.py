@@ -199,14 +199,15 @@ def datasource_variable() -> DatasourceVariable:
 
 
 def label_variable(
-    name: str, label: str, metric: str, *, current: str | None = None, include_all: bool = False
+    name: str, label: str, metric: str, *, current: str | None = None, include_all: bool = False,
+    of_label: str | None = None,
 ) -> QueryVariable:
-    """A variable over the values of one label, as Grafana's ``label_values(metric, label)``."""
+    """A variable over the values of one label (``of_label``, default ``name``): ``label_values(metric, label)``."""
     var = (
         QueryVariable(name)
         .label(label)
         .datasource(DS)
-        .query(f"label_values({metric}, {name})")
+        .query(f"label_values({metric}, {of_label or name})")
         .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(VariableSort.ALPHABETICAL_ASC)
     )

@@ -32,6 +32,7 @@ from dashboards.common import (
 UID = "volcast-volatility"
 U = 'underlying="$underlying"'
 UH = 'underlying="$underlying", horizon="$horizon"'
+C = 'underlying="$chain"'  # the option-chain underlying of the surface panels
 
 
 def _forecasts(ids: Panels) -> list[Any]:
@@ -132,14 +133,17 @@ def _surface_matrix(ids: Panels) -> Any:
     p = (
         table.Panel()
         .id(ids.next_id())
-        .title("IV surface, tenor x delta ($underlying)")
-        .description("Implied vol of the fitted arbitrage-free SVI surface on the tenor x delta grid.")
+        .title("IV surface, tenor x delta ($chain)")
+        .description(
+            "Implied vol of the fitted arbitrage-free SVI surface on the tenor x delta grid (forward "
+            "Black-76 deltas, ATM = forward; tenors only where the chain reaches)."
+        )
         .datasource(DS)
         .unit("percentunit")
         .span(12)
         .height(9)
         .with_target(
-            query(f"volcast_surface_iv{{{U}}}", instant=True).format(PromQueryFormat.TABLE).ref_id("A")
+            query(f"volcast_surface_iv{{{C}}}", instant=True).format(PromQueryFormat.TABLE).ref_id("A")
         )
         .with_transformation(
             DataTransformerConfig(
@@ -149,6 +153,44 @@ def _surface_matrix(ids: Panels) -> Any:
         )
     )
     return p
+
+
+def _surface(ids: Panels) -> list[Any]:
+    return [
+        _surface_matrix(ids),
+        bars(
+            ids,
+            "ATM IV term structure ($chain)",
+            "At-the-money (forward) implied vol per tenor of the fitted surface.",
+            "percentunit",
+            [query(f"volcast_surface_atm_iv{{{C}}}", "{{tenor}}", instant=True)],
+            w=12,
+            h=9,
+        ),
+        ts(
+            ids,
+            "25-delta risk reversal and butterfly ($chain)",
+            "RR25 = 25-delta call IV - 25-delta put IV; BF25 = (call IV + put IV) / 2 - ATM IV, per tenor.",
+            "percentunit",
+            [
+                query(f"volcast_surface_rr25{{{C}}}", "RR25 {{tenor}}"),
+                query(f"volcast_surface_bf25{{{C}}}", "BF25 {{tenor}}"),
+            ],
+            w=12,
+            h=8,
+        ),
+        ts(
+            ids,
+            "Surface fit RMSE vs mark IV ($chain)",
+            "Root-mean-square error of the fitted surface against the quoted mark IVs (decimal IV: 0.01 is "
+            "one vol point).",
+            "percentunit",
+            [query(f"volcast_surface_fit_rmse_iv{{{C}}}", "RMSE")],
+            w=12,
+            h=8,
+            min_val=0,
+        ),
+    ]
 
 
 # (title, why it is not shipped yet, panel factory)
@@ -182,7 +224,8 @@ PENDING: list[tuple[str, str, Callable[[Panels], Any]]] = [
     ),
     (
         "QLIKE relative to EWMA",
-        "needs a second scored method: HAR-RV needs 4 h of history, the attention model has not landed",
+        "needs a second scored method: HAR-RV and the attention model need 4 h of history, more than the "
+        "bundled recordings hold",
         lambda ids: ts(
             ids,
             "QLIKE relative to the EWMA baseline ($underlying, $horizon)",
@@ -197,46 +240,9 @@ PENDING: list[tuple[str, str, Callable[[Panels], Any]]] = [
             ],
         ),
     ),
-    ("IV surface heatmap", "the surface (model/surface) has not landed", _surface_matrix),
-    (
-        "ATM term structure",
-        "the surface has not landed",
-        lambda ids: bars(
-            ids,
-            "ATM IV term structure ($underlying)",
-            "At-the-money implied vol per tenor of the fitted surface.",
-            "percentunit",
-            [query(f"volcast_surface_atm_iv{{{U}}}", "{{tenor}}", instant=True)],
-        ),
-    ),
-    (
-        "RR25 and BF25",
-        "the surface has not landed",
-        lambda ids: ts(
-            ids,
-            "25-delta risk reversal and butterfly ($underlying)",
-            "RR25 = call IV - put IV; BF25 = (call IV + put IV) / 2 - ATM IV, per tenor.",
-            "percentunit",
-            [
-                query(f"volcast_surface_rr25{{{U}}}", "RR25 {{tenor}}"),
-                query(f"volcast_surface_bf25{{{U}}}", "BF25 {{tenor}}"),
-            ],
-        ),
-    ),
-    (
-        "Surface fit error",
-        "the surface has not landed",
-        lambda ids: ts(
-            ids,
-            "Surface fit RMSE vs mark IV ($underlying)",
-            "Root-mean-square error of the fitted surface against the quoted mark IVs.",
-            "percentunit",
-            [query(f"volcast_surface_fit_rmse_iv{{{U}}}", "RMSE")],
-        ),
-    ),
     (
         "ATM IV forecasts",
-        "the surface and its forecasts have not landed",
+        "the ATM, RR and BF forecasts have not landed",
         lambda ids: ts(
             ids,
             "ATM IV forecast per tenor ($underlying, $horizon)",
@@ -262,12 +268,18 @@ def build(include_pending: bool = False) -> Dashboard:
         .with_variable(
             label_variable("horizon", "Horizon", 'volcast_forecast_vol{underlying="$underlying"}', current="5m")
         )
+        .with_variable(
+            label_variable("chain", "Option chain", "volcast_surface_atm_iv", current="BTC", of_label="underlying")
+        )
     )
     dash = dash.with_row(Row("Realized volatility forecasts"))
     for p in _forecasts(ids):
         dash = dash.with_panel(p)
     dash = dash.with_row(Row("Online scores (rolling 24 h)"))
     for p in _scores(ids):
+        dash = dash.with_panel(p)
+    dash = dash.with_row(Row("Implied-volatility surface (live nowcast)"))
+    for p in _surface(ids):
         dash = dash.with_panel(p)
     if include_pending:
         dash = dash.with_row(Row("Not shipped yet: metrics defined, no values today"))

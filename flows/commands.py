@@ -19,7 +19,7 @@ from connectors.record.writer import RecordingWriter
 from connectors.replay.server import ReplayServer
 from connectors import inspect as inspect_mod
 from flows.errors import DataError
-from flows.config import AppConfig, FeedConfig, default_live_config, load_config
+from flows.config import AppConfig, DeribitFeed, FeedConfig, default_live_config, load_config
 from flows.records import human_line
 from flows.runner import run_daemon
 from flows.sink_urls import FileSinkConfig, SinkConfig, StdoutSinkConfig, parse_sink_urls
@@ -29,6 +29,9 @@ from flows.sources import build_protocol
 log = logging.getLogger("volcast")
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "binance" / "hftbacktest"
+DEMO_CHAIN = Path(__file__).resolve().parent.parent / "data" / "deribit" / "schepal_options_data.csv"
+# The bundled chain is from 2020, the books from 2024: the chain is its own underlying.
+DEMO_CHAIN_UNDERLYING = "BTC2020"
 
 
 def demo_recordings() -> list[Path]:
@@ -108,15 +111,22 @@ class ReplayThread:
             self._thread.join(timeout=5)
 
 
-def demo_config(port: int, args: argparse.Namespace) -> AppConfig:
+def demo_config(port: int, args: argparse.Namespace, chain_port: int | None = None) -> AppConfig:
     base = f"127.0.0.1:{port}"
+    chain = () if chain_port is None else (
+        DeribitFeed(currencies=("BTC",), kinds=("option",), ws_url=f"ws://127.0.0.1:{chain_port}",
+                    underlying_names={"BTC": DEMO_CHAIN_UNDERLYING}),
+    )
     return AppConfig(
         feeds=(
             FeedConfig(market="spot", symbols=("BTCUSDT", "ETHUSDT"),
                        ws_url=f"ws://{base}/spot", rest_url=f"http://{base}/spot"),
             FeedConfig(market="usdm", symbols=("BTCUSDT", "ETHUSDT"), depth_stream="depth@0ms",
                        trade_stream="trade", ws_url=f"ws://{base}/usdm", rest_url=f"http://{base}/usdm"),
+            *chain,
         ),
+        # The bundled chain was polled one option at a time over 161 s: its quotes stay usable 300 s.
+        surface_stale_s=300.0,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
         model_checkpoint=getattr(args, "checkpoint", None) or "default",
@@ -126,12 +136,16 @@ def demo_config(port: int, args: argparse.Namespace) -> AppConfig:
 def demo(args: argparse.Namespace) -> int:
     sinks = _sinks(args)  # bad sink URLs are refused before anything starts
     replay = ReplayThread(demo_recordings(), speed=args.speed)
-    port = replay.start()
-    log.info("replay server on 127.0.0.1:%d at speed %g; Ctrl-C stops", port, args.speed)
+    # A second server: the chain's clock (2020) is not the books' (2024).
+    chain_replay = ReplayThread([DEMO_CHAIN], speed=args.speed)
+    port, chain_port = replay.start(), chain_replay.start()
+    log.info("replay servers on 127.0.0.1:%d (Binance) and :%d (Deribit chain) at speed %g; Ctrl-C stops",
+             port, chain_port, args.speed)
     try:
-        run_daemon(demo_config(port, args), sinks, duration_s=args.duration)
+        run_daemon(demo_config(port, args, chain_port), sinks, duration_s=args.duration)
     finally:
         replay.stop()
+        chain_replay.stop()
     return 0
 
 

@@ -230,16 +230,24 @@ class FeedCollector:
     """Exports every registered connector core's counters and book states on scrape."""
 
     def __init__(self) -> None:
-        self._feeds: dict[str, tuple[VenueProtocol, FrameTracker | None]] = {}
+        self._feeds: dict[str, tuple[VenueProtocol, FrameTracker | None, frozenset[str] | None]] = {}
         self._lock = threading.Lock()
 
-    def register(self, feed: str, protocol: VenueProtocol, tracker: FrameTracker | None = None) -> None:
+    def register(
+        self, feed: str, protocol: VenueProtocol, tracker: FrameTracker | None = None,
+        books: frozenset[str] | None = None,
+    ) -> None:
+        """``books``: the instrument ids that get series of their own (None: every one).
+
+        The others (an option chain's hundreds of tickers, listed by the venue, not the
+        config) are summed under ``instrument="<venue>:*"``, so the label stays bounded.
+        """
         with self._lock:
-            self._feeds[feed] = (protocol, tracker)
+            self._feeds[feed] = (protocol, tracker, books)
 
     def protocols(self) -> dict[str, VenueProtocol]:
         with self._lock:
-            return {feed: proto for feed, (proto, _tracker) in self._feeds.items()}
+            return {feed: proto for feed, (proto, _tracker, _books) in self._feeds.items()}
 
     def collect(self) -> Iterator[Metric]:
         fam: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
@@ -253,7 +261,7 @@ class FeedCollector:
         now_ns = time.time_ns()
         with self._lock:
             feeds = list(self._feeds.items())
-        for feed, (proto, tracker) in feeds:
+        for feed, (proto, tracker, books) in feeds:
             stats = proto.stats()
             add("volcast_feed_messages", [feed], stats.frames)
             add("volcast_feed_connections", [feed], stats.connections)
@@ -270,8 +278,13 @@ class FeedCollector:
                     add("volcast_feed_last_message_timestamp_seconds", [feed], last / 1e9)
                 since = tracker.started_ns if last is None else last
                 add("volcast_feed_last_message_age_seconds", [feed], max(now_ns - since, 0) / 1e9)
+            others: dict[str, int] = {}
             for sym, inst in stats.instruments.items():
                 iid = [f"{stats.venue}:{sym}"]
+                if books is not None and iid[0] not in books:
+                    for kind, n in inst.events.items():
+                        others[kind] = others.get(kind, 0) + n
+                    continue
                 for kind, n in inst.events.items():
                     add("volcast_feed_events", iid + [kind], n)
                 add("volcast_book_gaps", iid, inst.gaps)
@@ -283,6 +296,8 @@ class FeedCollector:
                 add("volcast_book_levels", iid, inst.levels)
                 for s in BOOK_STATES:
                     add("volcast_book_state", iid + [s], 1.0 if inst.state == s else 0.0)
+            for kind, n in others.items():
+                add("volcast_feed_events", [f"{stats.venue}:*", kind], n)
         yield from fam.values()
 
 

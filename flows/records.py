@@ -70,6 +70,10 @@ def human_line(rec: dict[str, Any]) -> str:
             for s in rec["scores"] if s["qlike"] is not None
         ]
         return f"{iso(rec['ts_ns'])} {rec['underlying']:<4} scores: " + (" | ".join(scored) or "none matured yet")
+    head = f"{iso(rec['ts_ns'])} {rec['underlying']:<4} "
+    surface = _surface_part(rec.get("surface"))
+    if rec["source"] is None:  # an option chain without books
+        return head + surface
     parts = []
     for h in rec["rv"]:
         if h["vol"] is None:
@@ -77,4 +81,18 @@ def human_line(rec: dict[str, Any]) -> str:
         else:
             parts.append(f"{h['horizon']:>3} {100 * h['vol']:6.2f}% {h['method']}")
     state = "ok" if rec["inputs_synced"] else "inputs not synced"
-    return f"{iso(rec['ts_ns'])} {rec['underlying']:<4} " + " | ".join(parts) + f"  [{state}]"
+    return head + " | ".join(parts) + f"  [{state}]" + (f"  {surface}" if surface else "")
+
+
+def _surface_part(block: dict[str, Any] | None) -> str:
+    if block is None:
+        return ""
+    if block["status"] != "ok":
+        return f"surface: {block['status']}"
+    tenor = "30d" if "30d" in block["atm"] else next(iter(block["atm"]), None)
+    if tenor is None:
+        return "surface: no tenor on the grid"
+    return (
+        f"surface {tenor}: ATM {100 * block['atm'][tenor]:.1f}% RR25 {100 * block['rr25'][tenor]:+.1f} "
+        f"BF25 {100 * block['bf25'][tenor]:+.1f} ({block['n_quotes']} quotes, rmse {block['rmse_vol_pts']:.2f} vol pts)"
+    )

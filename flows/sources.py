@@ -91,7 +91,7 @@ class _FeedPartition(StatefulSourcePartition[Event, None]):
         self._protocol = build_protocol(feed, cfg.book_depth, shard)
         self._tracker = metrics.FrameTracker()
         metrics.QUEUE_CAPACITY.labels(name).set(cfg.queue_size)
-        metrics.FEEDS.register(name, self._protocol, self._tracker)
+        metrics.FEEDS.register(name, self._protocol, self._tracker, books=frozenset(self._instruments))
         self._thread = threading.Thread(target=self._run, name=f"feed-{name}", daemon=True)
         self._thread.start()
 
