@@ -114,8 +114,10 @@ class ReplayThread:
 def demo_config(port: int, args: argparse.Namespace, chain_port: int | None = None) -> AppConfig:
     base = f"127.0.0.1:{port}"
     chain = () if chain_port is None else (
+        # The recording holds tickers only: no DVOL, price index or instrument.state to ask for.
         DeribitFeed(currencies=("BTC",), kinds=("option",), ws_url=f"ws://127.0.0.1:{chain_port}",
-                    underlying_names={"BTC": DEMO_CHAIN_UNDERLYING}),
+                    underlying_names={"BTC": DEMO_CHAIN_UNDERLYING}, dvol=False, price_index=False,
+                    instrument_state=False),
     )
     return AppConfig(
         feeds=(

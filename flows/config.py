@@ -82,6 +82,11 @@ class DeribitFeed(
     rest_url: str | None = None
     interval: Literal["100ms", "raw", "agg2"] = "100ms"
     heartbeat_s: int = 30
+    # Currency channels: Deribit's volatility index (DVOL, a feature input), the price
+    # index, and instrument.state (listings and expiries as they happen).
+    dvol: bool = True
+    price_index: bool = True
+    instrument_state: bool = True
     # Currency -> underlying its chain and perpetual join; default the currency (BTC -> BTC).
     underlying_names: dict[str, str] = {}
 

@@ -34,7 +34,7 @@ from flows.aux import AuxRouter, AuxState, SurfaceUpdate
 from flows.config import AppConfig
 from flows.sinks import MetricsSink
 from flows.sources import FeedSource
-from flows.underlying import Step, UnderlyingState
+from flows.underlying import Step, SurfaceStep, UnderlyingState
 from model.features import FeatureBuilder, FeatureRow
 from model.nn.infer import BatchedForecaster
 
@@ -65,12 +65,13 @@ class _Forecasts:
         model: BatchedForecaster | None,
     ) -> list[dict[str, Any]]:
         # Every item in arrival order; records wait for the batch's one model call.
-        steps: list[tuple[UnderlyingState, Step | SurfaceUpdate]] = []
+        steps: list[tuple[UnderlyingState, Step | SurfaceStep]] = []
         for item in items:
             if isinstance(item, SurfaceUpdate):
                 state = self._state(item.underlying, cfg, model)
-                if state.on_surface(item):  # an underlying without books: the surface drives its records
-                    steps.append((state, item))
+                surface_step = state.on_surface(item)
+                if surface_step is not None:  # an underlying without books: the surface drives its records
+                    steps.append((state, surface_step))
                 continue
             row, recv_ns = item
             state = self._state(underlying_of[row.instrument_id], cfg, model)
@@ -80,7 +81,7 @@ class _Forecasts:
         answers = _run_model(model, [s.window for _, s in steps if isinstance(s, Step) and s.window is not None])
         out: list[dict[str, Any]] = []
         for state, step in steps:
-            if isinstance(step, SurfaceUpdate):
+            if isinstance(step, SurfaceStep):
                 out.append(state.surface_record(step))
             else:
                 out.extend(state.finish(step, None if step.window is None else answers.pop(0)))

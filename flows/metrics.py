@@ -174,6 +174,7 @@ FORECAST_BF25 = Gauge(
 
 _SURFACE_SERIES = {
     "iv": SURFACE_IV, "atm": SURFACE_ATM_IV, "rr25": SURFACE_RR25, "bf25": SURFACE_BF25, "rmse": SURFACE_FIT_RMSE,
+    "forecast_atm": FORECAST_ATM_IV, "forecast_rr25": FORECAST_RR25, "forecast_bf25": FORECAST_BF25,
 }
 
 
@@ -321,6 +322,7 @@ class UnderlyingExporter:
         self._realized: set[str] = set()
         self._totals: dict[tuple[str, str], tuple[int, int]] = {}  # (horizon, method) -> scored, unscorable
         self._surface: set[tuple[str, tuple[str, ...]]] = set()  # the surface series set, to remove stale ones
+        self._surface_forecast: set[tuple[str, tuple[str, ...]]] = set()
 
     def forecasts(self, by_method: Mapping[str, Sequence[HorizonForecast]]) -> None:
         """Every method's forecast per horizon, and its quantiles once it has them."""
@@ -369,6 +371,20 @@ class UnderlyingExporter:
         for (key, labels), value in values.items():
             _SURFACE_SERIES[key].labels(*labels).set(value)
         self._surface = set(values)
+
+    def surface_forecast(self, forecast: Mapping[str, Any]) -> None:
+        """ATM IV, RR25 and BF25 forecasts per tenor and horizon (gone while the forecaster warms up)."""
+        und, method = self.underlying, forecast["method"]
+        values: dict[tuple[str, tuple[str, ...]], float] = {}
+        for horizon, per_q in forecast["horizons"].items():
+            for key in ("atm", "rr25", "bf25"):
+                for tenor, value in per_q[key].items():
+                    values[(f"forecast_{key}", (und, tenor, horizon, method))] = value
+        for key, labels in self._surface_forecast - values.keys():
+            _SURFACE_SERIES[key].remove(*labels)
+        for (key, labels), value in values.items():
+            _SURFACE_SERIES[key].labels(*labels).set(value)
+        self._surface_forecast = set(values)
 
     def realized(self, vols: Mapping[str, float | None]) -> None:
         """Trailing realized vol per horizon; None removes the series (too few observed steps)."""

@@ -25,6 +25,7 @@ from model.nn.infer import METHOD as ATTENTION
 from model.nn.inputs import Window, WindowBuilder
 from model.nn.spec import ModelSpec
 from model.scoring import OnlineScorer
+from model.surface.forecast import SurfaceAR1
 
 SCORE_EVERY_STEPS = 60  # a volcast.score/1 record per underlying every this many steps
 REALIZED_EVERY_STEPS = 5  # the realized-vol gauges (four trailing sums, ~0.15 ms) every this many steps
@@ -39,6 +40,14 @@ class Step(NamedTuple):
     window: Window | None
     window_reason: str  # what the model's window still lacks, as of this row
     surface: SurfaceUpdate | None  # the latest surface nowcast, as of this row
+    surface_forecast: dict[str, Any] | None  # and its ATM/RR/BF forecasts
+
+
+class SurfaceStep(NamedTuple):
+    """A surface nowcast that makes the record of an underlying without books, with its forecasts then."""
+
+    update: SurfaceUpdate
+    forecast: dict[str, Any]
 
 
 class UnderlyingState:
@@ -71,18 +80,25 @@ class UnderlyingState:
         self.exporter = metrics.UnderlyingExporter(underlying)
         self.surface: SurfaceUpdate | None = None
         self.surface_stale_ns = int(cfg.surface_stale_s * 1e9)
+        # ATM/RR/BF forecasts: a named baseline until a checkpoint has surface heads (principle 7).
+        self.surface_forecaster = SurfaceAR1(self.horizons, sample_ns=int(cfg.surface_refit_s * 1e9))
+        self.surface_forecast: dict[str, Any] | None = None
 
-    def on_surface(self, update: SurfaceUpdate) -> bool:
-        """Keep the latest surface nowcast; True when it makes this underlying's record (no books)."""
+    def on_surface(self, update: SurfaceUpdate) -> SurfaceStep | None:
+        """Keep the latest surface nowcast and forecast; a step when it makes this underlying's record (no books)."""
         self.surface = update
         self.exporter.surface(update.block, refit=update.refit)
-        return self.primary is None
+        if update.block["status"] == "ok":
+            self.surface_forecaster.observe(update.ts_ns, update.block)
+        self.surface_forecast = self.surface_forecaster.forecast(update.ts_ns)
+        self.exporter.surface_forecast(self.surface_forecast)
+        return SurfaceStep(update, self.surface_forecast) if self.primary is None else None
 
-    def surface_record(self, update: SurfaceUpdate) -> dict[str, Any]:
+    def surface_record(self, step: SurfaceStep) -> dict[str, Any]:
         """The record of an underlying without books: its surface, and why there is no RV forecast."""
         why = f"{self.underlying} has no order-book feed: its records carry the surface only"
         by_method = {f.name: [HorizonForecast.warming_up(h, f.name, why) for h in self.horizons] for f in self.forecasters}
-        return self._record(update.ts_ns, by_method, update)
+        return self._record(step.update.ts_ns, by_method, step.update, step.forecast)
 
     def on_row(self, row: FeatureRow, recv_ns: int) -> Step | None:
         """Consume a book row; a :class:`Step` when it is the primary instrument's."""
@@ -99,7 +115,8 @@ class UnderlyingState:
             metrics.FORECASTER_DURATION.labels(f.name).observe(time.perf_counter() - t0)
         window = None if self.windows is None else self.windows.observe(row)
         return Step(
-            row, recv_ns, by_method, window, "" if self.windows is None else self.windows.reason, self.surface
+            row, recv_ns, by_method, window, "" if self.windows is None else self.windows.reason, self.surface,
+            self.surface_forecast,
         )
 
     def finish(self, step: Step, attention: list[HorizonForecast] | None) -> list[dict[str, Any]]:
@@ -115,7 +132,7 @@ class UnderlyingState:
                 self.attention, self.attention_ts_ns = self._on_our_horizons(attention), ts
                 fresh_attention = self.attention
             by_method = {ATTENTION: self._attention_now(ts, step.window_reason), **by_method}
-        out = [self._record(ts, by_method, step.surface)]
+        out = [self._record(ts, by_method, step.surface, step.surface_forecast)]
         metrics.LATENCY.observe(max(0.0, (time.time_ns() - step.recv_ns) / 1e9))
         self._score(step.row, by_method, fresh_attention, out)
         return out
@@ -165,7 +182,11 @@ class UnderlyingState:
             out.append(score_record(self.underlying, ts, scores, self.scorer.window_ns / 1e9))
 
     def _record(
-        self, ts_ns: int, by_method: dict[str, list[HorizonForecast]], surface: SurfaceUpdate | None
+        self,
+        ts_ns: int,
+        by_method: dict[str, list[HorizonForecast]],
+        surface: SurfaceUpdate | None,
+        surface_forecast: dict[str, Any] | None,
     ) -> dict[str, Any]:
         rv = []
         warming: list[str] = []
@@ -215,4 +236,5 @@ class UnderlyingState:
             record["surface"] = {**surface.block, "age_s": age_ns / 1e9}
             # A stale surface is reported (with its age) but is no input to anything.
             record["features"] = dict(surface.features) if age_ns <= self.surface_stale_ns else {}
+            record["surface_forecast"] = surface_forecast
         return record

@@ -261,7 +261,9 @@ class ReplayServer:
                 exc.errno, f"replay server cannot listen on {self._host}:{self._port}: {why}"
             ) from exc
         self._replay_task = asyncio.create_task(self._replay())
-        log.info("replay server on %s: %s", self.ws_url(), self.markets)
+        log.info("replay server on %s: %s", self.ws_url(), ", ".join(
+            f"{market} {', '.join(syms) if len(syms) <= 8 else f'{len(syms)} instruments'}"
+            for market, syms in self.markets.items()))
 
     async def close(self) -> None:
         """Stop the replay, answer waiting REST calls with 503, close every connection."""

@@ -68,7 +68,10 @@ def test_demo_runs_to_the_end_of_the_data_with_a_complete_jsonl(tmp_path):
     lines = out.read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert stdout.splitlines() == lines  # stdout and the file carry the same records
-    assert {r["underlying"] for r in records} == {"BTC", "ETH"}
+    # BTC and ETH from the Binance books; BTC2020, the bundled 2020 Deribit chain, its surface only.
+    assert {r["underlying"] for r in records} == {"BTC", "ETH", "BTC2020"}
+    chain = [r for r in records if r["underlying"] == "BTC2020" and r["schema"] == "volcast.forecast/1"]
+    assert chain[-1]["surface"]["status"] == "ok" and chain[-1]["surface"]["arbitrage"] == {"butterfly": 0, "calendar": 0}
     # The spot recordings span 23:54:13 -> 00:05:04: the demo ran to the end of the data.
     btc = [r for r in records if r["underlying"] == "BTC" and r["schema"] == "volcast.forecast/1"]
     assert btc[-1]["time"] >= "2024-08-09T00:05:00"

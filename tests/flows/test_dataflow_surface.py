@@ -79,3 +79,12 @@ def test_records_with_a_surface_are_schema_valid(records):
 
     for rec in records[:: max(1, len(records) // 10)] + records[-1:]:
         validate(rec)
+
+
+def test_surface_forecasts_come_from_the_named_baseline_once_it_has_samples(records):
+    first = records[0]["surface_forecast"]
+    assert first["method"] == "ar1" and first["status"] == "warming_up" and "ar1 needs" in first["reason"]
+    done = [r for r in records if r["surface_forecast"]["status"] == "ok"]
+    if done:  # 161 s of chain at one sample per 5 s: at most 32 samples, about the 30 pairs it needs
+        fc = done[-1]["surface_forecast"]["horizons"]["5m"]
+        assert set(fc["atm"]) <= set(done[-1]["surface"]["atm"])
