@@ -190,6 +190,20 @@ def _surface(ids: Panels) -> list[Any]:
             h=8,
             min_val=0,
         ),
+        ts(
+            ids,
+            "ATM IV, RR25 and BF25 forecasts ($chain, $horizon)",
+            "Forecast ATM implied vol, 25-delta risk reversal and butterfly per tenor at the $horizon "
+            "horizon; method ar1 (a mean-reverting AR(1) per series) until a checkpoint has surface heads.",
+            "percentunit",
+            [
+                query(f'volcast_forecast_atm_iv{{{C}, horizon="$horizon"}}', "ATM {{tenor}} {{method}}"),
+                query(f'volcast_forecast_rr25{{{C}, horizon="$horizon"}}', "RR25 {{tenor}} {{method}}"),
+                query(f'volcast_forecast_bf25{{{C}, horizon="$horizon"}}', "BF25 {{tenor}} {{method}}"),
+            ],
+            w=24,
+            h=8,
+        ),
     ]
 
 
@@ -238,17 +252,6 @@ PENDING: list[tuple[str, str, Callable[[Panels], Any]]] = [
                     "{{method}} / ewma",
                 )
             ],
-        ),
-    ),
-    (
-        "ATM IV forecasts",
-        "the ATM, RR and BF forecasts have not landed",
-        lambda ids: ts(
-            ids,
-            "ATM IV forecast per tenor ($underlying, $horizon)",
-            "Forecast of ATM implied vol per tenor at the $horizon horizon.",
-            "percentunit",
-            [query(f"volcast_forecast_atm_iv{{{UH}}}", "{{tenor}} {{method}}")],
         ),
     ),
 ]

@@ -90,12 +90,18 @@ class AuxState:
     def __init__(self, underlying: str, cfg: AppConfig) -> None:
         self.underlying = underlying
         self.cadence_ns = cfg.cadence_ns
+        self.has_chain = underlying in cfg.option_underlyings().values()
         self.chain = ChainState(stale_after_ns=int(cfg.surface_stale_s * 1e9))
         self.surface = LiveSurface(refit_every_ns=int(cfg.surface_refit_s * 1e9))
         self._step_end: int | None = None  # end of the open step on the chain's clock
 
     def on_event(self, ev: Event) -> list[SurfaceUpdate]:
-        """Consume one chain event; the nowcast of each step it closes (quotes up to the step end only)."""
+        """Consume one chain event; the nowcast of each step it closes (quotes up to the step end only).
+
+        Mempool events reach an underlying without a chain too; nothing reads them yet.
+        """
+        if not self.has_chain or ev.venue != "deribit":
+            return []
         ts = ev.ts_exchange_ns if ev.ts_exchange_ns is not None else ev.ts_recv_ns
         out = []
         if self._step_end is None:
