@@ -12,7 +12,9 @@ underlying's surface or mempool features need goes to that underlying instead:
 :class:`AuxState` is that underlying's keyed state: the option chain
 (:class:`connectors.options.ChainState`) and its live surface
 (:class:`model.surface.live.LiveSurface`), nowcast once per cadence step of the
-chain's own clock and handed on as a :class:`SurfaceUpdate`.
+chain's own clock and handed on as a :class:`SurfaceUpdate`; and the mempool
+features of each chain joined to it (:class:`model.mempool.MempoolFeatures`), a
+:class:`MempoolUpdate` per step of the feed's receive clock.
 
 >>> from flows.config import load_config_text
 >>> cfg = load_config_text('[[feeds]]\\nsymbols = ["BTCUSDT"]\\n[[feeds]]\\nvenue = "deribit"\\n')
@@ -42,6 +44,7 @@ from connectors.options import ChainState
 from connectors.venues.deribit.parse import parse_name
 from flows import metrics
 from flows.config import AppConfig
+from model.mempool import MempoolFeatures, MempoolRow
 from model.surface.live import LiveSurface
 
 _MEMPOOL_VENUES = ("ethereum", "bitcoin")
@@ -84,6 +87,13 @@ class SurfaceUpdate(NamedTuple):
     refit: bool  # the block is a new fit (not the previous one carried over)
 
 
+class MempoolUpdate(NamedTuple):
+    """A step's mempool features of one chain, for ``underlying``'s records."""
+
+    underlying: str
+    row: MempoolRow
+
+
 class AuxState:
     """Keyed state of one underlying's option chain; picklable."""
 
@@ -94,16 +104,20 @@ class AuxState:
         self.chain = ChainState(stale_after_ns=int(cfg.surface_stale_s * 1e9))
         self.surface = LiveSurface(refit_every_ns=int(cfg.surface_refit_s * 1e9))
         self._step_end: int | None = None  # end of the open step on the chain's clock
+        self.mempool = {
+            chain: MempoolFeatures(chain, cfg.cadence_ns)
+            for chain, und in cfg.mempool_underlying().items() if und == underlying
+        }
 
-    def on_event(self, ev: Event) -> list[SurfaceUpdate]:
-        """Consume one chain event; the nowcast of each step it closes (quotes up to the step end only).
-
-        Mempool events reach an underlying without a chain too; nothing reads them yet.
-        """
+    def on_event(self, ev: Event) -> list[SurfaceUpdate | MempoolUpdate]:
+        """Consume one event; the surface nowcast or mempool row of each step it closes."""
+        features = self.mempool.get(ev.venue)
+        if features is not None:
+            return [MempoolUpdate(self.underlying, row) for row in features.on_event(ev)]
         if not self.has_chain or ev.venue != "deribit":
             return []
         ts = ev.ts_exchange_ns if ev.ts_exchange_ns is not None else ev.ts_recv_ns
-        out = []
+        out: list[SurfaceUpdate | MempoolUpdate] = []
         if self._step_end is None:
             self._step_end = (ts // self.cadence_ns + 1) * self.cadence_ns
         elif ts >= self._step_end:

@@ -185,6 +185,8 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     # no older than surface_stale_s (exchange time).
     surface_refit_s: float = 5.0
     surface_stale_s: float = 60.0
+    # Mempool features older than this (receive time) are reported as absent.
+    mempool_stale_s: float = 30.0
     # underlying -> instrument ids, first is the primary whose RV is forecast;
     # empty: derived from the symbols (BTCUSDT -> BTC), feeds in config order.
     underlying_map: dict[str, tuple[str, ...]] = {}
@@ -206,7 +208,7 @@ class AppConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ConfigError(f"batch_timeout_ms must be within (0, 1000], got {self.batch_timeout_ms}")
         if self.batch_max_items < 1:
             raise ConfigError(f"batch_max_items must be at least 1, got {self.batch_max_items}")
-        for name in ("model_reload_s", "surface_refit_s", "surface_stale_s"):
+        for name in ("model_reload_s", "surface_refit_s", "surface_stale_s", "mempool_stale_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.queue_size < 1:

@@ -30,7 +30,7 @@ from bytewax.outputs import FixedPartitionedSink, Sink
 
 from connectors.events import Event
 from flows import metrics
-from flows.aux import AuxRouter, AuxState, SurfaceUpdate
+from flows.aux import AuxRouter, AuxState, MempoolUpdate, SurfaceUpdate
 from flows.config import AppConfig
 from flows.sinks import MetricsSink
 from flows.sources import FeedSource
@@ -59,7 +59,7 @@ class _Forecasts:
 
     def on_batch(
         self,
-        items: list[tuple[FeatureRow, int] | SurfaceUpdate],
+        items: list[tuple[FeatureRow, int] | SurfaceUpdate | MempoolUpdate],
         cfg: AppConfig,
         underlying_of: dict[str, str],
         model: BatchedForecaster | None,
@@ -67,6 +67,9 @@ class _Forecasts:
         # Every item in arrival order; records wait for the batch's one model call.
         steps: list[tuple[UnderlyingState, Step | SurfaceStep]] = []
         for item in items:
+            if isinstance(item, MempoolUpdate):
+                self._state(item.underlying, cfg, model).on_mempool(item.row)
+                continue
             if isinstance(item, SurfaceUpdate):
                 state = self._state(item.underlying, cfg, model)
                 surface_step = state.on_surface(item)
@@ -136,8 +139,8 @@ def build_flow(
         state = state or AuxState(aux_of(ev), cfg)
         return state, state.on_event(ev)
 
-    surfaces = op.key_rm(
-        "unkey_surfaces",
+    aux_updates = op.key_rm(
+        "unkey_aux",
         op.stateful_flat_map("chains", op.key_on("key_chain", split.trues, aux_of), aux_step),
     )
     by_instrument = op.key_on("key_instrument", split.falses, lambda ev: ev.instrument_id)
@@ -150,12 +153,12 @@ def build_flow(
     book_rows = op.filter("known_underlying", all_rows, lambda r: r[0].instrument_id in underlying_of)
     batches = op.collect(
         "batch",
-        op.key_on("key_forecast", op.merge("rows_and_surfaces", book_rows, surfaces), lambda _: _FORECAST_KEY),
+        op.key_on("key_forecast", op.merge("rows_and_aux", book_rows, aux_updates), lambda _: _FORECAST_KEY),
         timeout=timedelta(milliseconds=cfg.batch_timeout_ms),
         max_size=cfg.batch_max_items,
     )
 
-    def forecast_step(state: _Forecasts | None, items: list[tuple[FeatureRow, int] | SurfaceUpdate]):
+    def forecast_step(state: _Forecasts | None, items: list[tuple[FeatureRow, int] | SurfaceUpdate | MempoolUpdate]):
         state = state or _Forecasts()
         return state, state.on_batch(items, cfg, underlying_of, model)
 

@@ -20,6 +20,7 @@ from flows.records import SCHEMA, iso, record_id, score_record
 from model.baselines.ewma import EWMA
 from model.baselines.har import HARRV
 from model.features import FeatureRow
+from model.mempool import MempoolRow
 from model.forecaster import Forecaster, HorizonForecast, step_rv
 from model.nn.infer import METHOD as ATTENTION
 from model.nn.inputs import Window, WindowBuilder
@@ -41,6 +42,7 @@ class Step(NamedTuple):
     window_reason: str  # what the model's window still lacks, as of this row
     surface: SurfaceUpdate | None  # the latest surface nowcast, as of this row
     surface_forecast: dict[str, Any] | None  # and its ATM/RR/BF forecasts
+    mempool: dict[str, MempoolRow]  # the latest mempool row of each joined chain
 
 
 class SurfaceStep(NamedTuple):
@@ -83,6 +85,12 @@ class UnderlyingState:
         # ATM/RR/BF forecasts: a named baseline until a checkpoint has surface heads (principle 7).
         self.surface_forecaster = SurfaceAR1(self.horizons, sample_ns=int(cfg.surface_refit_s * 1e9))
         self.surface_forecast: dict[str, Any] | None = None
+        self.mempool: dict[str, MempoolRow] = {}
+        self.mempool_stale_ns = int(cfg.mempool_stale_s * 1e9)
+
+    def on_mempool(self, row: MempoolRow) -> None:
+        """Keep the latest mempool row of a chain joined to this underlying."""
+        self.mempool[row.chain] = row
 
     def on_surface(self, update: SurfaceUpdate) -> SurfaceStep | None:
         """Keep the latest surface nowcast and forecast; a step when it makes this underlying's record (no books)."""
@@ -98,7 +106,7 @@ class UnderlyingState:
         """The record of an underlying without books: its surface, and why there is no RV forecast."""
         why = f"{self.underlying} has no order-book feed: its records carry the surface only"
         by_method = {f.name: [HorizonForecast.warming_up(h, f.name, why) for h in self.horizons] for f in self.forecasters}
-        return self._record(step.update.ts_ns, by_method, step.update, step.forecast)
+        return self._record(step.update.ts_ns, by_method, step.update, step.forecast, dict(self.mempool))
 
     def on_row(self, row: FeatureRow, recv_ns: int) -> Step | None:
         """Consume a book row; a :class:`Step` when it is the primary instrument's."""
@@ -116,7 +124,7 @@ class UnderlyingState:
         window = None if self.windows is None else self.windows.observe(row)
         return Step(
             row, recv_ns, by_method, window, "" if self.windows is None else self.windows.reason, self.surface,
-            self.surface_forecast,
+            self.surface_forecast, dict(self.mempool),
         )
 
     def finish(self, step: Step, attention: list[HorizonForecast] | None) -> list[dict[str, Any]]:
@@ -132,7 +140,7 @@ class UnderlyingState:
                 self.attention, self.attention_ts_ns = self._on_our_horizons(attention), ts
                 fresh_attention = self.attention
             by_method = {ATTENTION: self._attention_now(ts, step.window_reason), **by_method}
-        out = [self._record(ts, by_method, step.surface, step.surface_forecast)]
+        out = [self._record(ts, by_method, step.surface, step.surface_forecast, step.mempool)]
         metrics.LATENCY.observe(max(0.0, (time.time_ns() - step.recv_ns) / 1e9))
         self._score(step.row, by_method, fresh_attention, out)
         return out
@@ -187,6 +195,7 @@ class UnderlyingState:
         by_method: dict[str, list[HorizonForecast]],
         surface: SurfaceUpdate | None,
         surface_forecast: dict[str, Any] | None,
+        mempool: dict[str, MempoolRow],
     ) -> dict[str, Any]:
         rv = []
         warming: list[str] = []
@@ -231,10 +240,23 @@ class UnderlyingState:
             "inputs_synced": all(v["synced"] for v in inputs.values()),
             "warming_up": sorted(set(warming)),
         }
+        features: dict[str, Any] = {}
         if surface is not None:
             age_ns = ts_ns - surface.block["ts_ns"]  # since the fit (refits are throttled)
             record["surface"] = {**surface.block, "age_s": age_ns / 1e9}
-            # A stale surface is reported (with its age) but is no input to anything.
-            record["features"] = dict(surface.features) if age_ns <= self.surface_stale_ns else {}
             record["surface_forecast"] = surface_forecast
+            # A stale surface is reported (with its age) but is no input to anything.
+            if age_ns <= self.surface_stale_ns:
+                features.update(surface.features)
+        if mempool:
+            features["mempool"] = {chain: self._mempool_features(row, ts_ns) for chain, row in mempool.items()}
+        if surface is not None or mempool:
+            record["features"] = features
         return record
+
+    def _mempool_features(self, row: MempoolRow, ts_ns: int) -> dict[str, Any]:
+        """A chain's latest step, absent (every value null) once older than mempool_stale_s: a dead feed is no quiet mempool."""
+        age_ns = ts_ns - row.ts_ns
+        stale = age_ns > self.mempool_stale_ns
+        return {"ts_ns": row.ts_ns, "age_s": age_ns / 1e9,
+                "values": {k: None if stale else v for k, v in row.values.items()}}

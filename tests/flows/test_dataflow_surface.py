@@ -90,13 +90,14 @@ def test_surface_forecasts_come_from_the_named_baseline_once_it_has_samples(reco
         assert set(fc["atm"]) <= set(done[-1]["surface"]["atm"])
 
 
-def test_mempool_events_of_an_underlying_without_a_chain_make_no_surface():
+def test_mempool_events_of_an_underlying_without_a_chain_make_rows_not_surfaces():
     from connectors.events import MempoolTx
-    from flows.aux import AuxState
+    from flows.aux import AuxState, MempoolUpdate
     from flows.config import EthereumFeed, FeedConfig
 
     cfg = AppConfig(feeds=(FeedConfig(symbols=("ETHUSDT",)), EthereumFeed(ws_url="ws://127.0.0.1:1")))
     state = AuxState("ETH", cfg)
     txs = [MempoolTx(venue="ethereum", symbol="ETH", ts_exchange_ns=None, ts_recv_ns=k * 10**9, chain="ethereum",
                      txid=f"0x{k:064x}") for k in range(5)]
-    assert [u for tx in txs for u in state.on_event(tx)] == []
+    updates = [u for tx in txs for u in state.on_event(tx)]
+    assert len(updates) == 4 and all(isinstance(u, MempoolUpdate) and u.row.chain == "ethereum" for u in updates)
