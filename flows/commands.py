@@ -19,12 +19,22 @@ from connectors.record.writer import RecordingWriter
 from connectors.replay.server import ReplayServer
 from connectors import inspect as inspect_mod
 from flows.errors import DataError
-from flows.config import AppConfig, DeribitFeed, FeedConfig, default_live_config, load_config
+from flows.config import (
+    AnyFeed,
+    AppConfig,
+    BitcoinFeed,
+    ConfigError,
+    DeribitFeed,
+    EthereumFeed,
+    FeedConfig,
+    default_live_config,
+    load_config,
+)
 from flows.records import human_line
 from flows.runner import run_daemon
 from flows.sink_urls import FileSinkConfig, SinkConfig, StdoutSinkConfig, parse_sink_urls
 from flows.sinks import build_sinks
-from flows.sources import build_protocol
+from flows.sources import build_protocol, feed_urls
 
 log = logging.getLogger("volcast")
 
@@ -188,9 +198,30 @@ def record(args: argparse.Namespace) -> int:
     return 0
 
 
-def tap(args: argparse.Namespace) -> int:
+def _tap_feed(args: argparse.Namespace) -> AnyFeed:
+    """The feed ``volcast tap VENUE`` reads, checked like a config's."""
+    if args.venue == "deribit":
+        return DeribitFeed(currencies=_split(args.currencies), kinds=_split(args.kinds), ws_url=args.url)
+    if args.venue == "ethereum":
+        if not args.url:
+            raise ConfigError("tap ethereum needs --url ws://HOST:PORT: your node's websocket "
+                              "(public endpoints need a key)")
+        return EthereumFeed(ws_url=args.url)
+    if args.venue == "bitcoin":
+        return BitcoinFeed(ws_url=args.url) if args.url else BitcoinFeed()
     rest = args.rest_url or (args.url.replace("ws://", "http://").replace("wss://", "https://") if args.url else None)
-    feed = _feed_for(args, args.url, rest)
+    return _feed_for(args, args.url, rest)
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def tap(args: argparse.Namespace) -> int:
+    try:
+        feed = _tap_feed(args)
+    except msgspec.ValidationError as exc:  # a field a feed's own checks refuse
+        raise ConfigError(f"tap {args.venue}: {exc}") from None
     proto = build_protocol(feed, book_view_depth=None)
     remaining = [args.count]
     out = sys.stdout
@@ -216,7 +247,7 @@ class _Enough(Exception):
     """``tap --count N`` has printed N events."""
 
 
-async def _session(proto: Any, feed: FeedConfig, *, on_events=None, on_frame=None, duration=None) -> None:
+async def _session(proto: Any, feed: AnyFeed, *, on_events=None, on_frame=None, duration=None) -> None:
     stop = asyncio.Event()
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
@@ -224,10 +255,11 @@ async def _session(proto: Any, feed: FeedConfig, *, on_events=None, on_frame=Non
     async def ignore(_events: list) -> None:
         return None
 
+    ws_url, rest_base = feed_urls(feed, proto)
     await run_session(
         proto,
-        ws_url=proto.stream_url(feed.ws_url),
-        rest_base=feed.rest_url or proto.rest_base,
+        ws_url=ws_url,
+        rest_base=rest_base,
         on_events=on_events or ignore,
         on_frame=on_frame,
         stop=stop,

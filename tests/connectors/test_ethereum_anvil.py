@@ -1,75 +1,20 @@
 """End to end: EthereumProtocol driven by connectors.io.ws.run_session against a real
-anvil node on 127.0.0.1 (no other traffic).
-
-anvil comes from npm ``@foundry-rs/anvil`` (1.7.1 ships the binary in the
-``@foundry-rs/anvil-linux-amd64`` sub-package); ``make test`` installs it under
-``.tools/`` and puts it on ``PATH``. The test looks for it in ``$VOLCAST_ANVIL``, then on
-``PATH``; outside CI it is skipped when it is not there, in CI (``CI`` set) it fails.
+anvil node on 127.0.0.1 (no other traffic; the ``anvil`` fixture is in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import socket
-import subprocess
-import time
 
-import httpx
 import pytest
 
 from connectors.events import ChainHead, FeedStatus, MempoolTx
 from connectors.io.ws import run_session
 from connectors.venues.ethereum import EthereumProtocol
 
-ANVIL = os.environ.get("VOLCAST_ANVIL") or shutil.which("anvil")
-pytestmark = pytest.mark.skipif(
-    not ANVIL and not os.environ.get("CI"), reason="anvil not installed (make test installs it)"
-)
-
 DEV0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil default mnemonic, account 0
 DEV1 = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 GWEI = 10**9
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def anvil():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [ANVIL, "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.skip("anvil did not start")
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def _rpc(port: int, method: str, params: list):
-    r = httpx.post(f"http://127.0.0.1:{port}", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-    body = r.json()
-    assert "error" not in body, body
-    return body["result"]
 
 
 async def _wait_for(events: list, pred, timeout: float = 10.0):
@@ -82,7 +27,7 @@ async def _wait_for(events: list, pred, timeout: float = 10.0):
     raise AssertionError(f"timed out; got {events!r:.2000}")
 
 
-async def _scenario(port: int, full_tx: bool):
+async def _scenario(port: int, full_tx: bool, _rpc):
     proto = EthereumProtocol(f"ws://127.0.0.1:{port}", full_tx=full_tx)
     events: list = []
     stop = asyncio.Event()
@@ -105,8 +50,8 @@ async def _scenario(port: int, full_tx: bool):
 
 
 @pytest.mark.parametrize("full_tx", [True, False], ids=["full_tx", "hash_only_lookups"])
-def test_pending_txs_and_heads_from_anvil(anvil, full_tx):
-    proto, tx1, head, tx2 = asyncio.run(_scenario(anvil, full_tx))
+def test_pending_txs_and_heads_from_anvil(anvil, anvil_rpc, full_tx):
+    proto, tx1, head, tx2 = asyncio.run(_scenario(anvil, full_tx, anvil_rpc))
     assert tx1.sender.lower() == DEV0.lower() and tx1.to.lower() == DEV1.lower()
     assert tx1.value == 10**18 and tx1.tx_type == 2 and tx1.gas_limit == 21000 and tx1.nonce == 0
     assert tx1.max_fee == 50 * GWEI and tx1.max_priority_fee == 2 * GWEI
