@@ -6,10 +6,12 @@
 2. Normalized events per second through the whole demo flow at ``--speed 0``:
    replay server -> websocket -> connector -> Bytewax -> features -> forecasts -> sink.
 3. Forecast records per second through the flow with the attention model on.
+4. Pending Ethereum transactions per second through parse and mempool features.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import re
@@ -157,6 +159,58 @@ def model_flow_benchmark(underlyings: int = 4, hours: float = 4.5) -> dict[str, 
     }
 
 
+def mempool_benchmark(n: int = 50_000, runs: int = 3) -> dict[str, Any]:
+    """Pending Ethereum transactions per second through parse (EthereumProtocol) + features (MempoolFeatures).
+
+    SYNTHETIC notifications shaped like a node's full-object ``newPendingTransactions``
+    (no recording of such a stream exists offline): EIP-1559 transfers, and every
+    tenth a Uniswap V2 ``swapExactETHForTokens`` call; one block head first, so the
+    effective tip is computed.
+    """
+    import json
+
+    from connectors.record.frames import Frame
+    from connectors.venues.ethereum import EthereumProtocol
+    from model.mempool import MempoolFeatures
+
+    pending, heads = "0x239b" + "0" * 28, "0xcd0c" + "0" * 28
+    router, swap = "0x7a250d5630b4cf539739df2c5dacb4c659f2488d", "0x7ff36ab5" + "00" * 128
+
+    def note(sub: str, result: dict) -> bytes:
+        return json.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                           "params": {"subscription": sub, "result": result}}).encode()
+
+    frames = [note(heads, {"number": "0x1", "hash": "0x" + "11" * 32, "parentHash": "0x" + "00" * 32,
+                           "timestamp": "0x6553f100", "baseFeePerGas": hex(20 * 10**9), "gasUsed": "0xe4e1c0",
+                           "gasLimit": "0x1c9c380", "miner": "0x" + "00" * 20})]
+    for i in range(n):
+        is_swap = i % 10 == 0
+        frames.append(note(pending, {
+            "blockHash": None, "blockNumber": None, "from": f"0x{i:040x}", "gas": "0x30d40" if is_swap else "0x5208",
+            "maxFeePerGas": hex(40 * 10**9), "maxPriorityFeePerGas": hex((1 + i % 3) * 10**9),
+            "gasPrice": hex(40 * 10**9), "hash": f"0x{i:064x}", "input": swap if is_swap else "0x",
+            "nonce": hex(i % 50), "to": router if is_swap else f"0x{i + 1:040x}", "transactionIndex": None,
+            "value": hex(10**17 * (1 + i % 7)), "type": "0x2"}))
+    best = math.inf
+    rows = 0
+    for _ in range(runs):
+        proto = EthereumProtocol()
+        proto.connection_opened(0)
+        proto.frames_to_send()
+        proto.receive_frame(b'{"jsonrpc":"2.0","id":1,"result":"%s"}' % pending.encode(), 1)
+        proto.receive_frame(b'{"jsonrpc":"2.0","id":2,"result":"%s"}' % heads.encode(), 2)
+        features = MempoolFeatures("ethereum")
+        t0 = time.perf_counter()
+        rows = 0
+        for k, payload in enumerate(frames):
+            # 2,000 transactions a second of receive time: a busy mainnet mempool.
+            for ev in proto.feed_frame(Frame(10 + k * 500_000, "bench", "recv", payload)):
+                rows += len(features.on_event(ev))
+        best = min(best, time.perf_counter() - t0)
+    return {"synthetic": True, "transactions": n, "feature_rows": rows, "best_s": round(best, 3),
+            "tx_per_s": round(n / best)}
+
+
 def surface_benchmarks(quick: bool) -> dict[str, Any]:
     """Full-chain SVI refits on the real 2020-05-21 Deribit BTC chain (326 options)."""
     from connectors.chains import read_chain
@@ -175,6 +229,7 @@ def run_all(quick: bool = False) -> dict[str, Any]:
         "binance_depth": depth_benchmarks(runs=3 if quick else 7),
         "demo_flow_speed0": flow_benchmark(),
         "model_flow": model_flow_benchmark(hours=4.5 if not quick else 4.4),
+        "mempool": mempool_benchmark(n=20_000 if quick else 50_000),
         "surface": surface_benchmarks(quick),
         "sinks": sink_benchmark(quick=quick),
         "inference": inference_benchmark(repeats=3 if quick else 7),
@@ -197,6 +252,9 @@ def render_text(results: dict[str, Any]) -> str:
     lines += ["", f"Flow with the attention model on (SYNTHETIC books, {mf['underlyings']} underlyings, events in memory)",
               f"  {mf['records_per_s']:,} forecast records/s, {mf['events_per_s']:,} events/s "
               f"({mf['records']:,} records, {mf['model_windows']:,} model windows in {mf['seconds']} s)"]
+    mp = results["mempool"]
+    lines += ["", "Pending Ethereum transactions through parse + mempool features (SYNTHETIC notifications)",
+              f"  {mp['tx_per_s']:,} tx/s ({mp['transactions']:,} transactions, {mp['feature_rows']:,} rows)"]
     surf = results["surface"]
     lines += ["", f"Surface refit, real Deribit BTC chain ({surf['chain']['options']} options), best ms"]
     for backend, r in surf["backends"].items():
