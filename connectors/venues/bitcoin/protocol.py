@@ -28,7 +28,6 @@ from connectors.record.frames import Frame
 from connectors.venues.base import CloseRequest, ProtocolStats, RestRequest
 from connectors.venues.bitcoin import parse, schemas
 
-MAX_ERRORS = 20
 NS = 1_000_000_000
 
 
@@ -230,7 +229,7 @@ class BitcoinMempoolProtocol:
                     scope="connection", reason="mempool-transactions sequence",
                     expected_seq=self._seq + 1, got_seq=mt.sequence,
                 ))
-                self._stats.ignored["sequence_gaps"] = self._stats.ignored.get("sequence_gaps", 0) + 1
+                self._ignore("sequence_gaps")
                 self._out.append(schemas.TRACK_MEMPOOL)
             self._seq = mt.sequence
         for tx in mt.added:
@@ -247,11 +246,10 @@ class BitcoinMempoolProtocol:
                           state=state, scope="connection", reason=reason)
 
     def _ignore(self, reason: str) -> None:
-        self._stats.ignored[reason] = self._stats.ignored.get(reason, 0) + 1
+        self._stats.count_ignored(reason)
 
     def _error(self, text: str) -> None:
-        if len(self._stats.errors) < MAX_ERRORS:
-            self._stats.errors.append(text)
+        self._stats.note_error(text)
 
     def _malformed(self, text: str) -> list[Event]:
         self._stats.malformed += 1

@@ -30,7 +30,6 @@ from connectors.record.frames import Frame
 from connectors.venues.base import ProtocolStats, RestRequest
 from connectors.venues.ethereum import parse, schemas
 
-MAX_ERRORS = 20
 PENDING = "newPendingTransactions"
 HEADS = "newHeads"
 
@@ -168,7 +167,7 @@ class EthereumProtocol:
         if what == "lookup":
             self._in_flight -= 1
         if "error" in msg:
-            self._count("rpc_errors")
+            self._ignore("rpc_errors")
             self._error(f"{what} {arg!r}: {msg['error']!r:.200}")
             if what == "subscribe" and arg == PENDING and self.full_tx:
                 # The node does not take the full-tx flag: fall back to hashes.
@@ -256,14 +255,10 @@ class EthereumProtocol:
                           state=state, scope="connection", reason=reason)
 
     def _ignore(self, reason: str) -> None:
-        self._stats.ignored[reason] = self._stats.ignored.get(reason, 0) + 1
-
-    def _count(self, reason: str) -> None:
-        self._ignore(reason)
+        self._stats.count_ignored(reason)
 
     def _error(self, text: str) -> None:
-        if len(self._stats.errors) < MAX_ERRORS:
-            self._stats.errors.append(text)
+        self._stats.note_error(text)
 
     def _malformed(self, text: str) -> list[Event]:
         self._stats.malformed += 1
