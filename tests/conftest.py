@@ -27,36 +27,59 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class AnvilNode:
+    """An anvil process on a fixed loopback port, which a test may kill and start again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [ANVIL, "--host", "127.0.0.1", "--port", str(self.port), "--no-mining", "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    pytest.fail("anvil did not start")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.proc = None
+
+
 @pytest.fixture
-def anvil():
-    """The port of a fresh anvil on 127.0.0.1 with ``--no-mining``: sent transactions stay pending."""
+def anvil_node():
+    """A started :class:`AnvilNode` with ``--no-mining``: sent transactions stay pending."""
     if not ANVIL:
         message = "anvil not installed (make test installs it)"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    port = free_port()
-    proc = subprocess.Popen(
-        [ANVIL, "--host", "127.0.0.1", "--port", str(port), "--no-mining", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    node = AnvilNode(free_port())
+    node.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail("anvil did not start")
-                time.sleep(0.05)
-        yield port
+        yield node
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        node.stop()
+
+
+@pytest.fixture
+def anvil(anvil_node):
+    """The port of a fresh anvil on 127.0.0.1."""
+    return anvil_node.port
 
 
 def _rpc(port: int, method: str, params: list):
