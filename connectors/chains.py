@@ -47,10 +47,7 @@ from connectors.errors import ConnectorError
 from connectors.events import Instrument, OptionQuote, OptionTicker
 from connectors.venues.deribit.parse import parse_name
 
-__all__ = [
-    "Chain", "ChainFormatError", "read_chain", "parse_chain", "quotes_from_tickers", "option_quote",
-    "parse_deribit_option_name",
-]
+__all__ = ["Chain", "ChainFormatError", "read_chain", "parse_chain", "quotes_from_tickers", "option_quote"]
 
 _MS = 1_000_000
 _EXPIRY_HOUR_UTC = 8  # Deribit options expire at 08:00 UTC
@@ -72,17 +69,13 @@ class Chain:
     notes: list[str] = field(default_factory=list)
 
 
+def _option_terms(name: str) -> tuple[int, float, bool]:
+    """``(expiry_ns, strike, is_call)`` of a Deribit option name, read by the connector's :func:`parse_name`.
 
-
-def parse_deribit_option_name(name: str) -> tuple[int, float, bool]:
-    """``(expiry_ns, strike, is_call)`` of a Deribit option name; expiry at 08:00 UTC.
-
-    >>> parse_deribit_option_name("BTC-24SEP21-8000-P")
+    >>> _option_terms("BTC-24SEP21-8000-P")
     (1632470400000000000, 8000.0, False)
-    >>> parse_deribit_option_name("XRP_USDC-30MAY25-2d2-C")[1]
-    2.2
     """
-    info = parse_name(name.strip())  # the connector's own parser: one reading of a name
+    info = parse_name(name.strip())
     if info is None or info.kind != "option" or info.expiry_ms is None or info.strike is None:
         raise ValueError(f"not a Deribit option name: {name!r}")
     return info.expiry_ms * _MS, info.strike, info.option_type == "C"
@@ -135,7 +128,7 @@ _TIME_DATE = ("creation_time", "date")
 def _instrument(row: Mapping[str, str]) -> tuple[int, float, bool]:
     name = _first(row, ("instrument_name",))
     if name is not None:
-        return parse_deribit_option_name(name)
+        return _option_terms(name)
     strike = _num(_first(row, _STRIKE))
     kind = (_first(row, _TYPE) or "").strip().lower()
     exp = _first(row, _EXPIRY)
@@ -329,7 +322,7 @@ def option_quote(t: OptionTicker, instrument: Instrument | None = None) -> Optio
         expiry_ns, strike, is_call = instrument.expiry_ns, instrument.strike, instrument.option_type == "C"
     else:
         try:
-            expiry_ns, strike, is_call = parse_deribit_option_name(t.symbol)
+            expiry_ns, strike, is_call = _option_terms(t.symbol)
         except ValueError:
             return None
     return OptionQuote(

@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 
 from connectors.events import OptionQuote
@@ -81,33 +82,35 @@ class Slice:
         return np.isfinite(self.target)
 
 
-
 _FIELDS = ("expiry_ns", "strike", "is_call", "ts_ns", "underlying_price", "forward", "bid_iv", "ask_iv",
            "mark_iv", "bid_price", "ask_price", "mark_price")
 
 
 def quote_columns(quotes: Sequence[OptionQuote]) -> dict[str, np.ndarray]:
     """Column arrays of the quotes; ``None`` becomes NaN."""
-    rows = [(q.expiry_ns, q.strike, q.is_call, q.ts_ns, q.underlying_price, q.forward, q.bid_iv, q.ask_iv,
-             q.mark_iv, q.bid_price, q.ask_price, q.mark_price) for q in quotes]
-    if not rows:
+    if not quotes:
         return {f: np.empty(0) for f in _FIELDS} | {"symbol": np.empty(0, dtype=object)}
-    cols = list(zip(*rows))
-    out: dict[str, np.ndarray] = {
-        "expiry_ns": np.array(cols[0], dtype=np.int64),
-        "is_call": np.array(cols[2], dtype=bool),
-        "ts_ns": np.array(cols[3], dtype=np.int64),
-    }
-    for i, f in enumerate(_FIELDS):
-        if f not in out:
-            out[f] = np.array([np.nan if v is None else v for v in cols[i]], dtype=np.float64)
-    out["symbol"] = np.array([q.symbol for q in quotes], dtype=object)
+    cols = list(zip(*map(msgspec.structs.astuple, quotes)))  # OptionQuote's fields are _FIELDS + symbol, in order
+    out: dict[str, np.ndarray] = {}
+    for f, col in zip(_FIELDS, cols):
+        dtype = np.int64 if f in ("expiry_ns", "ts_ns") else bool if f == "is_call" else np.float64
+        out[f] = np.array(col, dtype=dtype)  # a float column turns None into NaN
+    out["symbol"] = np.array(cols[-1], dtype=object)
     return out
 
 
-def _median(x: np.ndarray) -> float:
-    x = x[np.isfinite(x) & (x > 0)]
-    return float(np.median(x)) if len(x) else math.nan
+def _group_median(x: np.ndarray, group: np.ndarray, use: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per-group median of ``x[use]`` (as ``np.median``: the mean of the two middle values); NaN for none."""
+    g, v = group[use], x[use]
+    order = np.lexsort((v, g))
+    v = v[order]
+    count = np.bincount(g, minlength=n_groups)
+    start = np.concatenate([[0], np.cumsum(count)[:-1]])
+    out = np.full(n_groups, np.nan)
+    has = count > 0
+    lo, hi = start[has] + (count[has] - 1) // 2, start[has] + count[has] // 2
+    out[has] = (v[lo] + v[hi]) / 2.0
+    return out
 
 
 def _parity_forward(strike, is_call, bid, ask) -> float:
@@ -121,7 +124,11 @@ def _parity_forward(strike, is_call, bid, ask) -> float:
 
 
 def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> tuple[list[Slice], Counter]:
-    """Clean, group and weight the quotes; also return the count of dropped quotes by reason."""
+    """Clean, group and weight the quotes; also return the count of dropped quotes by reason.
+
+    Every step runs on all expiries at once (per-expiry values are gathered by the
+    expiry's group index), so the cost is a fixed number of array operations.
+    """
     dropped: Counter = Counter()
     c = quote_columns(quotes)
     n = len(c["strike"])
@@ -146,88 +153,101 @@ def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> 
     dup = np.zeros(n, dtype=bool)
     dup[order[~last]] = True
     drop(dup, "duplicate")
+    if not keep.any():
+        return [], dropped
 
+    idx = np.flatnonzero(keep)
+    expiries, grp = np.unique(c["expiry_ns"][idx], return_inverse=True)
+    n_exp = len(expiries)
+    t_exp = (expiries - now_ns).astype(np.float64) / YEAR_NS
+    strike, is_call = c["strike"][idx], c["is_call"][idx]
     # Zero or negative IVs and prices mean an empty side.
-    iv = {f: np.where(c[f] > 0, c[f], np.nan) for f in ("bid_iv", "ask_iv", "mark_iv")}
-    px = {f: np.where(c[f] > 0, c[f], np.nan) for f in ("bid_price", "ask_price", "mark_price")}
+    iv = {f: np.where(c[f][idx] > 0, c[f][idx], np.nan) for f in ("bid_iv", "ask_iv", "mark_iv")}
+    bid_px, ask_px, mark_px = (np.where(c[f][idx] > 0, c[f][idx], np.nan) for f in ("bid_price", "ask_price",
+                                                                                    "mark_price"))
+    fwd_hint, und = c["forward"][idx], c["underlying_price"][idx]
+    fwd_q = np.where(np.isfinite(fwd_hint), fwd_hint, und)
+    fwd_q = np.where(fwd_q > 0, fwd_q, np.nan)
+
+    forward = _group_median(fwd_hint, grp, np.isfinite(fwd_hint) & (fwd_hint > 0), n_exp)
+    source = np.where(np.isfinite(forward), "forward", "underlying").astype(object)
+    from_und = _group_median(und, grp, np.isfinite(und) & (und > 0), n_exp)
+    forward = np.where(np.isfinite(forward), forward, from_und)
+    for e in np.flatnonzero(~np.isfinite(forward)):
+        m = grp == e
+        forward[e], source[e] = _parity_forward(strike[m], is_call[m], bid_px[m], ask_px[m]), "parity"
+    no_forward = ~(np.isfinite(forward) & (forward > 0))
+    if no_forward.any():
+        dropped["no_forward"] += int(no_forward[grp].sum())
+
+    f_g = forward[grp]
+    fq = np.where(np.isfinite(fwd_q), fwd_q, f_g)
+    with np.errstate(invalid="ignore", divide="ignore"):  # quotes of an expiry without a forward: left out below
+        k = np.log(strike / fq)
+    sqrt_t = np.sqrt(t_exp)[grp]
+
+    # Venue IVs are used as they are; prices are inverted only for quotes without any
+    # venue IV (prices-only sources), and only for the OTM quote of each strike.
+    otm = np.where(is_call, strike >= f_g, strike < f_g)
+    vendor = np.isfinite(iv["mark_iv"]) | np.isfinite(iv["bid_iv"]) | np.isfinite(iv["ask_iv"])
+    invert = otm & ~vendor & ~no_forward[grp]
+
+    def ivs(given: np.ndarray, price: np.ndarray) -> np.ndarray:
+        need = invert & np.isfinite(price)
+        if not need.any():
+            return given
+        out = given.copy()
+        out[need] = implied_total_vol(price[need], k[need], is_call[need]) / sqrt_t[need]
+        return out
+
+    bid_iv = ivs(iv["bid_iv"], bid_px)
+    ask_iv = ivs(iv["ask_iv"], ask_px)
+    mark_iv = ivs(iv["mark_iv"], mark_px)
+    mid_iv = np.full(len(idx), np.nan)  # only needed where there is no mark
+    two = invert & ~np.isfinite(mark_iv) & np.isfinite(bid_px) & np.isfinite(ask_px) & (ask_px >= bid_px)
+    if two.any():
+        mid_iv[two] = implied_total_vol(0.5 * (bid_px[two] + ask_px[two]), k[two], is_call[two]) / sqrt_t[two]
+    two_iv = ~np.isfinite(mark_iv) & ~two & np.isfinite(bid_iv) & np.isfinite(ask_iv)
+    mid_iv[two_iv] = 0.5 * (bid_iv[two_iv] + ask_iv[two_iv])
+
+    # one OTM quote per strike (by the expiry forward)
+    priced = ~no_forward[grp]
+    itm = priced & ~otm
+    crossed = priced & otm & np.isfinite(bid_iv) & np.isfinite(ask_iv) & (bid_iv > ask_iv)
+    no_market = priced & otm & ~crossed & ~np.isfinite(bid_iv) & ~np.isfinite(ask_iv)
+    sel = priced & otm & ~crossed & ~no_market
+    for reason, mask in (("itm", itm), ("crossed", crossed), ("no_bid_no_ask", no_market)):
+        if mask.any():
+            dropped[reason] += int(mask.sum())
+    n_bad = np.bincount(grp, weights=itm | crossed | no_market, minlength=n_exp).astype(int)
+
+    s_idx = np.flatnonzero(sel)
+    s_idx = s_idx[np.lexsort((strike[s_idx], grp[s_idx]))]  # by expiry, then strike
+    g = grp[s_idx]
+    b, a, m, md = bid_iv[s_idx], ask_iv[s_idx], mark_iv[s_idx], mid_iv[s_idx]
+    has_bid, has_ask = np.isfinite(b), np.isfinite(a)
+    target = np.where(has_bid & np.isfinite(m), m, np.where(has_bid & has_ask, md, np.nan))
+    # a mark outside its own live market is stale against it: aim at the nearer edge
+    target = np.where(has_bid & has_ask, np.clip(target, b, a), np.where(has_bid, np.maximum(target, b), target))
+    ref = np.where(np.isfinite(target), np.where(np.isfinite(m), m, md), np.nan)
+    half = np.where(has_bid & has_ask, 0.5 * (a - b), np.nan)
+    med = _group_median(half, g, np.isfinite(half), n_exp)
+    med = np.where(np.isfinite(med), med, 0.05)
+    unc = np.clip(np.where(np.isfinite(half), half, cfg.one_sided_factor * med[g]), cfg.spread_floor, cfg.spread_cap)
+    symbols = c["symbol"][idx][s_idx]
 
     slices: list[Slice] = []
-    for expiry in np.unique(c["expiry_ns"][keep]):
-        idx = np.flatnonzero(keep & (c["expiry_ns"] == expiry))
-        t = float(expiry - now_ns) / YEAR_NS
-        strike, is_call = c["strike"][idx], c["is_call"][idx]
-        bid_px, ask_px, mark_px = px["bid_price"][idx], px["ask_price"][idx], px["mark_price"][idx]
-        fwd_q = np.where(np.isfinite(c["forward"][idx]), c["forward"][idx], c["underlying_price"][idx])
-        fwd_q = np.where(fwd_q > 0, fwd_q, np.nan)
-        forward, source = _median(c["forward"][idx]), "forward"
-        if not math.isfinite(forward):
-            forward, source = _median(c["underlying_price"][idx]), "underlying"
-        if not math.isfinite(forward):
-            forward, source = _parity_forward(strike, is_call, bid_px, ask_px), "parity"
-        if not math.isfinite(forward) or forward <= 0:
-            dropped["no_forward"] += len(idx)
+    bounds = np.searchsorted(g, np.arange(n_exp + 1))
+    for e in range(n_exp):
+        lo, hi = bounds[e], bounds[e + 1]
+        if lo == hi:
             continue
-        fq = np.where(np.isfinite(fwd_q), fwd_q, forward)
-        k = np.log(strike / fq)
-        sqrt_t = math.sqrt(t)
-
-        # Venue IVs are used as they are; prices are inverted only for quotes without any
-        # venue IV (prices-only sources), and only for the OTM quote of each strike.
-        otm = np.where(is_call, strike >= forward, strike < forward)
-        vendor = np.isfinite(iv["mark_iv"][idx]) | np.isfinite(iv["bid_iv"][idx]) | np.isfinite(iv["ask_iv"][idx])
-        invert = otm & ~vendor
-
-        def ivs(given: np.ndarray, price: np.ndarray) -> np.ndarray:
-            need = invert & np.isfinite(price)
-            if not need.any():
-                return given
-            out = given.copy()
-            out[need] = implied_total_vol(price[need], k[need], is_call[need]) / sqrt_t
-            return out
-
-        bid_iv = ivs(iv["bid_iv"][idx], bid_px)
-        ask_iv = ivs(iv["ask_iv"][idx], ask_px)
-        mark_iv = ivs(iv["mark_iv"][idx], mark_px)
-        mid_iv = np.full(len(idx), np.nan)  # only needed where there is no mark
-        two = invert & ~np.isfinite(mark_iv) & np.isfinite(bid_px) & np.isfinite(ask_px) & (ask_px >= bid_px)
-        if two.any():
-            mid_iv[two] = implied_total_vol(0.5 * (bid_px[two] + ask_px[two]), k[two], is_call[two]) / sqrt_t
-        two_iv = ~np.isfinite(mark_iv) & ~two & np.isfinite(bid_iv) & np.isfinite(ask_iv)
-        mid_iv[two_iv] = 0.5 * (bid_iv[two_iv] + ask_iv[two_iv])
-
-        # one OTM quote per strike (by the expiry forward)
-        sel = otm.copy()
-        n_itm = int((~otm).sum())
-        crossed = sel & np.isfinite(bid_iv) & np.isfinite(ask_iv) & (bid_iv > ask_iv)
-        sel &= ~crossed
-        no_market = sel & ~np.isfinite(bid_iv) & ~np.isfinite(ask_iv)
-        sel &= ~no_market
-        n_bad = n_itm + int(crossed.sum()) + int(no_market.sum())
-        if n_itm:
-            dropped["itm"] += n_itm
-        if crossed.any():
-            dropped["crossed"] += int(crossed.sum())
-        if no_market.any():
-            dropped["no_bid_no_ask"] += int(no_market.sum())
-        if not sel.any():
-            continue
-        s_idx = np.flatnonzero(sel)
-        s_idx = s_idx[np.argsort(strike[s_idx], kind="stable")]
-        b, a, m, md = bid_iv[s_idx], ask_iv[s_idx], mark_iv[s_idx], mid_iv[s_idx]
-        has_bid, has_ask = np.isfinite(b), np.isfinite(a)
-        target = np.where(has_bid & np.isfinite(m), m, np.where(has_bid & has_ask, md, np.nan))
-        # a mark outside its own live market is stale against it: aim at the nearer edge
-        target = np.where(has_bid & has_ask, np.clip(target, b, a), np.where(has_bid, np.maximum(target, b), target))
-        ref = np.where(np.isfinite(m), m, md)
-        half = np.where(has_bid & has_ask, 0.5 * (a - b), np.nan)
-        med = float(np.median(half[np.isfinite(half)])) if np.isfinite(half).any() else 0.05
-        unc = np.where(np.isfinite(half), half, cfg.one_sided_factor * med)
-        unc = np.clip(unc, cfg.spread_floor, cfg.spread_cap)
+        q = s_idx[lo:hi]
         slices.append(Slice(
-            expiry_ns=int(expiry), t=t, forward=forward, forward_source=source,
-            strike=strike[s_idx], k=k[s_idx], is_call=is_call[s_idx], target=target,
-            ref_iv=np.where(np.isfinite(target), ref, np.nan), ref_is_mark=np.isfinite(m), bid_iv=b, ask_iv=a, unc=unc,
-            symbols=tuple(c["symbol"][idx][s_idx]), n_dropped=n_bad,
+            expiry_ns=int(expiries[e]), t=float(t_exp[e]), forward=float(forward[e]), forward_source=str(source[e]),
+            strike=strike[q], k=k[q], is_call=is_call[q], target=target[lo:hi], ref_iv=ref[lo:hi],
+            ref_is_mark=np.isfinite(m[lo:hi]), bid_iv=b[lo:hi], ask_iv=a[lo:hi], unc=unc[lo:hi],
+            symbols=tuple(symbols[lo:hi]), n_dropped=int(n_bad[e]),
         ))
     return slices, dropped
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from connectors.chains import ChainFormatError, parse_chain, parse_deribit_option_name, quotes_from_tickers, read_chain
+from connectors.chains import ChainFormatError, option_quote, parse_chain, quotes_from_tickers, read_chain
 from connectors.events import Instrument, OptionTicker
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / "data" / "deribit"
@@ -79,11 +79,17 @@ def test_header_only_chain_is_an_empty_list():
     assert chain.quotes == [] and chain.n_rows == 0
 
 
-def test_deribit_names():
-    assert parse_deribit_option_name("BTC-24SEP21-8000-P") == (1632470400 * 1_000_000_000, 8000.0, False)
-    assert parse_deribit_option_name("ETH-1JAN22-4000-C")[1:] == (4000.0, True)
-    with pytest.raises(ValueError):
-        parse_deribit_option_name("BTC-PERPETUAL")
+def test_option_names_are_read_by_the_connectors_one_parser():
+    """Chains from files and from tickers read names with connectors.venues.deribit.parse.parse_name."""
+    text = "instrument_name,bid_price,ask_price,underlying_price,timestamp\n"
+    text += "BTC-24SEP21-8000-P,0.01,0.02,30000,1\nXRP_USDC-30MAY25-2d2-C,0.01,0.02,2.1,1\n"
+    put, linear_call = parse_chain(io.StringIO(text)).quotes
+    assert (put.expiry_ns, put.strike, put.is_call) == (1632470400 * 1_000_000_000, 8000.0, False)
+    assert (linear_call.strike, linear_call.is_call) == (2.2, True)
+    with pytest.raises(ChainFormatError, match="not a Deribit option name"):
+        parse_chain(io.StringIO(text.replace("BTC-24SEP21-8000-P", "BTC-PERPETUAL")))
+    assert option_quote(_ticker("BTC-PERPETUAL", 1)) is None
+    assert option_quote(_ticker("ETH-1JAN22-4000-C", 1)).strike == 4000.0
 
 
 def _ticker(symbol, ts, mark_iv=0.8, bid_price=0.01):
