@@ -105,7 +105,7 @@ class AuxState:
         self.surface = LiveSurface(refit_every_ns=int(cfg.surface_refit_s * 1e9))
         self._step_end: int | None = None  # end of the open step on the chain's clock
         self.mempool = {
-            chain: MempoolFeatures(chain, cfg.cadence_ns)
+            chain: MempoolFeatures(chain, cfg.cadence_ns, stale_after_ns=int(cfg.mempool_stale_s * 1e9))
             for chain, und in cfg.mempool_underlying().items() if und == underlying
         }
 

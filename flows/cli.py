@@ -68,12 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.demo)
 
     p = sub.add_parser("record", help="capture raw frames (and REST snapshots) to disk")
-    p.add_argument("--venue", required=True, choices=["binance"])
-    p.add_argument("--market", default="spot", choices=["spot", "usdm", "coinm"])
-    p.add_argument("--symbols", required=True, help="comma-separated, e.g. btcusdt,ethusdt")
+    p.add_argument("--venue", required=True, choices=["binance", "ethereum", "bitcoin"],
+                   help="binance; ethereum: a node's eth_subscribe feed; bitcoin: mempool.space")
+    p.add_argument("--market", default="spot", choices=["spot", "usdm", "coinm"], help="binance")
+    p.add_argument("--symbols", help="binance (required): comma-separated, e.g. btcusdt,ethusdt")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--ws-url", help="websocket base URL (default: the venue's public endpoint)")
-    p.add_argument("--rest-url", help="REST base URL (default: the venue's public endpoint)")
+    p.add_argument("--ws-url", help="websocket URL (default: the venue's public endpoint; "
+                                    "ethereum: required, your node's, e.g. ws://127.0.0.1:8546)")
+    p.add_argument("--rest-url", help="binance: REST base URL (default: the venue's public endpoint)")
+    p.add_argument("--track-mempool", action="store_true",
+                   help="bitcoin: also every transaction entering the mempool (track-mempool)")
     p.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--rotate-mb", type=float, default=256.0, help="start a new file after this many MB")
     p.add_argument("--rotate-minutes", type=float, default=60.0, help="start a new file after this many minutes")
@@ -88,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1 = recorded pace, X = X times faster, 0 = as fast as the client reads")
     p.set_defaults(func=commands.replay_server)
 
-    p = sub.add_parser("tap", help="print normalized events from a live or replayed feed, or a node")
+    p = sub.add_parser("tap", help="print normalized events from a live or replayed feed, or a node; "
+                                   "exits 2 with one line if it cannot connect or the feed drops")
     p.add_argument("venue", choices=["binance", "deribit", "ethereum", "bitcoin"])
     p.add_argument("--market", default="spot", choices=["spot", "usdm", "coinm"], help="binance")
     p.add_argument("--symbols", default="btcusdt", help="binance: comma-separated")
@@ -97,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="websocket URL (default: the venue's public endpoint; "
                                  "ethereum: required, your node's, e.g. ws://127.0.0.1:8546)")
     p.add_argument("--rest-url", help="REST base URL (default: same host as --url when given)")
+    p.add_argument("--track-mempool", action="store_true",
+                   help="bitcoin: also every transaction entering the mempool (track-mempool)")
     p.add_argument("--count", type=int, metavar="N", help="stop after N events")
     p.add_argument("--json", action="store_true", help="one JSON event per line")
     _add_stream_args(p)

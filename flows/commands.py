@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -183,14 +184,43 @@ def _feed_for(args: argparse.Namespace, ws_url: str | None, rest_url: str | None
     )
 
 
+def _ws_url(url: str, command: str) -> str:
+    """``url`` if it is a websocket URL, else one clear error naming the command."""
+    parts = urlsplit(url)
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("ws", "wss") or not parts.hostname or not port_ok:
+        raise ConfigError(f"{command}: {url!r} is not a websocket URL (ws://HOST:PORT/PATH or wss://...)")
+    return url
+
+
+def _record_feed(args: argparse.Namespace) -> AnyFeed:
+    """The feed ``volcast record`` captures, checked like a config's."""
+    ws_url = _ws_url(args.ws_url, f"record --venue {args.venue}") if args.ws_url else None
+    if args.venue == "ethereum":
+        if ws_url is None:
+            raise ConfigError("record --venue ethereum needs --ws-url ws://HOST:PORT: your node's websocket "
+                              "(public endpoints need a key)")
+        return EthereumFeed(ws_url=ws_url)
+    if args.venue == "bitcoin":
+        return BitcoinFeed(track_mempool=args.track_mempool, **({"ws_url": ws_url} if ws_url else {}))
+    if not args.symbols:
+        raise ConfigError("record --venue binance needs --symbols, e.g. btcusdt,ethusdt")
+    return _feed_for(args, ws_url, args.rest_url)
+
+
 def record(args: argparse.Namespace) -> int:
-    feed = _feed_for(args, args.ws_url, args.rest_url)
+    feed = _record_feed(args)
     proto = build_protocol(feed, book_view_depth=None)
+    # A chain's node or mempool.space has one endpoint and no symbols: its underlying names it.
+    market, symbols = (feed.market, list(feed.symbols)) if isinstance(feed, FeedConfig) else ("all", [feed.underlying])
     with RecordingWriter(
         Path(args.out),
         venue=feed.name,
-        market=feed.market,
-        symbols=list(feed.symbols),
+        market=market,
+        symbols=symbols,
         rotate_bytes=int(args.rotate_mb * 1e6),
         rotate_seconds=args.rotate_minutes * 60,
     ) as writer:
@@ -200,17 +230,18 @@ def record(args: argparse.Namespace) -> int:
 
 def _tap_feed(args: argparse.Namespace) -> AnyFeed:
     """The feed ``volcast tap VENUE`` reads, checked like a config's."""
+    url = _ws_url(args.url, f"tap {args.venue}") if args.url else None
     if args.venue == "deribit":
-        return DeribitFeed(currencies=_split(args.currencies), kinds=_split(args.kinds), ws_url=args.url)
+        return DeribitFeed(currencies=_split(args.currencies), kinds=_split(args.kinds), ws_url=url)
     if args.venue == "ethereum":
-        if not args.url:
+        if url is None:
             raise ConfigError("tap ethereum needs --url ws://HOST:PORT: your node's websocket "
                               "(public endpoints need a key)")
-        return EthereumFeed(ws_url=args.url)
+        return EthereumFeed(ws_url=url)
     if args.venue == "bitcoin":
-        return BitcoinFeed(ws_url=args.url) if args.url else BitcoinFeed()
-    rest = args.rest_url or (args.url.replace("ws://", "http://").replace("wss://", "https://") if args.url else None)
-    return _feed_for(args, args.url, rest)
+        return BitcoinFeed(track_mempool=args.track_mempool, **({"ws_url": url} if url else {}))
+    rest = args.rest_url or (url.replace("ws://", "http://").replace("wss://", "https://") if url else None)
+    return _feed_for(args, url, rest)
 
 
 def _split(text: str) -> tuple[str, ...]:
@@ -237,7 +268,8 @@ def tap(args: argparse.Namespace) -> int:
         out.flush()
 
     try:
-        asyncio.run(_session(proto, feed, on_events=on_events))
+        # A check, not a daemon: the first failure to connect (or a drop) is the answer.
+        asyncio.run(_session(proto, feed, on_events=on_events, max_reconnects=0))
     except _Enough:
         out.flush()
     return 0
@@ -247,7 +279,8 @@ class _Enough(Exception):
     """``tap --count N`` has printed N events."""
 
 
-async def _session(proto: Any, feed: AnyFeed, *, on_events=None, on_frame=None, duration=None) -> None:
+async def _session(proto: Any, feed: AnyFeed, *, on_events=None, on_frame=None, duration=None,
+                   max_reconnects: int | None = None) -> None:
     stop = asyncio.Event()
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, stop.set)
@@ -263,6 +296,7 @@ async def _session(proto: Any, feed: AnyFeed, *, on_events=None, on_frame=None, 
         on_events=on_events or ignore,
         on_frame=on_frame,
         stop=stop,
+        max_reconnects=max_reconnects,
     )
 
 

@@ -116,8 +116,8 @@ async def run_session(
                 delays = backoff()
             failures += 1
             if max_reconnects is not None and failures > max_reconnects:
-                raise ReconnectsExhausted(f"{protocol.venue}: {verb} {_short(url)}: {reason}; "
-                                          f"gave up after {max_reconnects} reconnects")
+                gave_up = f"gave up after {max_reconnects} reconnects" if max_reconnects else "not retried"
+                raise ReconnectsExhausted(f"{protocol.venue}: {verb} {_short(url)}: {reason}; {gave_up}")
             delay = next(delays)
             if session.close_request is not None:
                 delay = max(delay, session.close_request.retry_after_s)

@@ -7,6 +7,8 @@
 ['open', 'recv', 'rest', 'recv']
 >>> detect_venue(Frame(0, "c", "open", b"", "wss://fstream.binance.com/stream?streams=x"))
 ('binance', 'usdm')
+>>> detect_venue(Frame(0, "c", "sent", b'{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}'))
+('ethereum', 'all')
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _HOSTS: tuple[tuple[re.Pattern[str], tuple[str, str]], ...] = tuple(
         (r"fstream(?:-auth)?\.binance\.com|fapi\.binance\.com", ("binance", "usdm")),
         (r"dstream\.binance\.com|dapi\.binance\.com", ("binance", "coinm")),
         (r"(?:[a-z0-9-]+\.)*deribit\.com", ("deribit", "all")),
+        (r"(?:[a-z0-9-]+\.)*mempool\.space", ("bitcoin", "all")),
     )
 )
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -65,6 +68,27 @@ _LOOPBACK_PATHS = (
     ("/api/v3/", "spot"),
     ("/fapi/", "usdm"),
     ("/dapi/", "coinm"),
+)
+# The replay server's mempool.space path (mempool.space's own: /api/v1/ws).
+MEMPOOL_SPACE_PATH = "/api/v1/ws"
+# Top-level keys of mempool.space websocket messages, both ways (backend websocket-handler.ts).
+_MEMPOOL_SPACE_KEYS = frozenset(
+    {
+        "action",  # a client's want/init/ping
+        "block",
+        "blocks",
+        "da",
+        "fees",
+        "live-2h-chart",
+        "mempool-blocks",
+        "mempool-transactions",
+        "mempool-txids",
+        "mempoolInfo",
+        "pong",
+        "track-mempool",
+        "track-mempool-txids",
+        "vBytesPerSecond",
+    }
 )
 _DERIBIT_CHANNELS = frozenset(
     {
@@ -96,10 +120,12 @@ class _RpcParams(msgspec.Struct):
 class _Rpc(msgspec.Struct):
     jsonrpc: str
     method: str = ""
-    params: _RpcParams | None = None
+    params: msgspec.Raw = msgspec.Raw()  # an object (Deribit) or a list (Ethereum)
 
 
 _rpc_decoder = msgspec.json.Decoder(_Rpc)
+_params_decoder = msgspec.json.Decoder(_RpcParams)
+_object_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 
 def _head(path: Path) -> bytes:
@@ -172,6 +198,8 @@ def _venue_of_url(url: str) -> tuple[str, str] | None:
     if host in _LOOPBACK:
         if parts.path == "/ws/api/v2" or parts.path.startswith("/api/v2/"):
             return "deribit", "all"  # the replay server's Deribit endpoints
+        if parts.path == MEMPOOL_SPACE_PATH:
+            return "bitcoin", "all"
         for prefix, market in _LOOPBACK_PATHS:
             if parts.path.startswith(prefix) or parts.path == prefix.rstrip("/"):
                 return "binance", market
@@ -183,21 +211,38 @@ def _venue_of_payload(payload: bytes) -> tuple[str, str] | None:
         rpc = _rpc_decoder.decode(payload)
     except msgspec.DecodeError:
         _, market = classify_binance(payload)
-        return ("binance", market) if market else None
-    channel = rpc.params.channel if rpc.params else ""
-    if rpc.method.startswith(("public/", "private/")) or (
-        rpc.method == "subscription" and channel.partition(".")[0] in _DERIBIT_CHANNELS
-    ):
+        if market:
+            return "binance", market
+        return ("bitcoin", "all") if _is_mempool_space(payload) else None
+    if rpc.method.startswith(("public/", "private/")):
         return "deribit", "all"
+    if rpc.method == "subscription":
+        try:
+            channel = _params_decoder.decode(rpc.params).channel if rpc.params else ""
+        except msgspec.DecodeError:
+            return None
+        return ("deribit", "all") if channel.partition(".")[0] in _DERIBIT_CHANNELS else None
+    if rpc.method.startswith("eth_"):  # eth_subscribe, eth_subscription, eth_getTransactionByHash
+        return "ethereum", "all"
     return None
+
+
+def _is_mempool_space(payload: bytes) -> bool:
+    """A JSON object whose first key is one mempool.space sends or takes."""
+    try:
+        obj = _object_decoder.decode(payload)
+    except msgspec.DecodeError:
+        return False
+    return next(iter(obj), None) in _MEMPOOL_SPACE_KEYS
 
 
 def detect_venue(frame: Frame) -> tuple[str, str] | None:
     """``(venue, market)`` of a frame from its URL, else from its payload's shape.
 
-    Binance markets are ``spot``, ``usdm`` and ``coinm``; Deribit is ``("deribit",
-    "all")``. ``None`` when the frame alone cannot tell (a subscription ack, a
-    ``{"lastUpdateId":...}`` body without its URL).
+    Binance markets are ``spot``, ``usdm`` and ``coinm``; Deribit, Ethereum (a node's
+    JSON-RPC) and Bitcoin (mempool.space) are ``(venue, "all")``. ``None`` when the
+    frame alone cannot tell (a subscription ack, a ``{"lastUpdateId":...}`` body
+    without its URL, the opening of a node's loopback socket).
 
     >>> coinm = b'{"stream":"btcusd_perp@depth","data":{"s":"BTCUSD_PERP"}}'
     >>> detect_venue(Frame(0, "c", "recv", coinm))
@@ -207,6 +252,8 @@ def detect_venue(frame: Frame) -> tuple[str, str] | None:
     ('deribit', 'all')
     >>> detect_venue(Frame(0, "c", "open", b"", "ws://127.0.0.1:8001/ws/api/v2"))
     ('deribit', 'all')
+    >>> detect_venue(Frame(0, "c", "recv", b'{"mempoolInfo":{"size":1},"vBytesPerSecond":2}'))
+    ('bitcoin', 'all')
     """
     if frame.url is not None:
         venue = _venue_of_url(frame.url)

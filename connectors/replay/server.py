@@ -1,9 +1,12 @@
-"""Serve recordings on loopback in Binance's and Deribit's own protocols.
+"""Serve recordings on loopback in Binance's, Deribit's, an Ethereum node's and mempool.space's own protocols.
 
 The unmodified live connectors run against it: point their websocket and REST base
 URLs at :meth:`ReplayServer.ws_url` and :meth:`ReplayServer.rest_url` (Deribit's
 JSON-RPC websocket is ``ws_url() + "/ws/api/v2"``, what ``DeribitProtocol.stream_url``
-appends; its behaviour is described in :mod:`connectors.replay.deribit`).
+appends; its behaviour is described in :mod:`connectors.replay.deribit`). An Ethereum
+node's JSON-RPC is ``ws_url()`` itself (path ``/``, as on geth;
+:mod:`connectors.replay.ethereum`) and mempool.space's websocket is ``ws_url() +
+"/api/v1/ws"`` (:mod:`connectors.replay.mempool_space`).
 
 Design
 ------
@@ -49,6 +52,10 @@ Design
   (:mod:`connectors.replay.deribit`), on the same clock; ``GET
   /api/v2/public/get_instruments?currency=BTC[&kind=option]`` answers the listing
   over HTTP too.
+* **Ethereum, mempool.space.** Websocket upgrades on ``/`` speak a node's JSON-RPC
+  (``eth_subscribe``, ``eth_unsubscribe``, ``eth_getTransactionByHash``), on
+  ``/api/v1/ws`` mempool.space's messages (``want``, ``track-mempool``, ``ping``), both
+  on the same clock, from what ``volcast record --venue ethereum|bitcoin`` captured.
 * Frames of other venues in the recordings are skipped.
 """
 
@@ -61,7 +68,7 @@ import logging
 import os
 import signal
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
@@ -78,9 +85,15 @@ from connectors.record.hftbacktest import decode_envelope
 from connectors.replay.deribit import LISTING_PATH as DERIBIT_LISTING_PATH
 from connectors.replay.deribit import PATH as DERIBIT_PATH
 from connectors.replay.deribit import DeribitReplay
+from connectors.replay.ethereum import PATH as ETHEREUM_PATH
+from connectors.replay.ethereum import EthereumReplay
+from connectors.replay.mempool_space import PATH as MEMPOOL_SPACE_PATH
+from connectors.replay.mempool_space import MempoolSpaceReplay
 from connectors.replay.state import (
+    BITCOIN,
     DERIBIT,
     DIFF_STREAM,
+    ETHEREUM,
     Catalog,
     RecordedBook,
     decode_diff,
@@ -202,6 +215,8 @@ class ReplayServer:
         self._closing: set[asyncio.Task[None]] = set()  # close handshakes in flight
         self._deribit_min_heartbeat_s = deribit_min_heartbeat_s
         self._deribit: DeribitReplay | None = None  # when the recordings hold Deribit
+        self._ethereum: EthereumReplay | None = None  # ... an Ethereum node
+        self._mempool_space: MempoolSpaceReplay | None = None  # ... mempool.space
         self._position = (0, 0)  # (index, recorded receive ns) of the frame last played
 
     @property
@@ -222,9 +237,20 @@ class ReplayServer:
         Deribit recordings."""
         return self._deribit
 
+    @property
+    def ethereum(self) -> EthereumReplay | None:
+        """The Ethereum node half (its clients), after :meth:`start`; None without one recorded."""
+        return self._ethereum
+
+    @property
+    def mempool_space(self) -> MempoolSpaceReplay | None:
+        """The mempool.space half (its clients), after :meth:`start`; None without one recorded."""
+        return self._mempool_space
+
     def ws_url(self, market: str | None = None) -> str:
         """Websocket base URL; append ``/stream?streams=...`` or ``/ws/...`` (Binance),
-        ``/ws/api/v2`` (Deribit)."""
+        ``/ws/api/v2`` (Deribit), ``/api/v1/ws`` (mempool.space); an Ethereum node is
+        this URL itself."""
         return f"ws://{self._host}:{self.port}" + (f"/{market}" if market else "")
 
     def rest_url(self, market: str | None = None) -> str:
@@ -236,12 +262,17 @@ class ReplayServer:
         self._catalog = await asyncio.to_thread(scan, self._paths)
         if not self._catalog.markets:
             names = ", ".join(str(p) for p in self._paths)
-            raise RecordingFormatError(f"no Binance or Deribit frames to replay in {names}")
+            raise RecordingFormatError(
+                f"no Binance, Deribit, Ethereum node or mempool.space frames to replay in {names}")
         recorded = self._catalog.deribit
         self._position = (0, recorded.first_ns or 0)
         if DERIBIT in self._catalog.markets:
             self._deribit = DeribitReplay(
                 recorded, self._go.set, lambda: self._position, self._deribit_min_heartbeat_s)
+        if ETHEREUM in self._catalog.markets:
+            self._ethereum = EthereumReplay(self._catalog.ethereum, self._go.set)
+        if BITCOIN in self._catalog.markets:
+            self._mempool_space = MempoolSpaceReplay(self._go.set)
         try:
             self._server = await serve(
                 self._handle,
@@ -264,6 +295,11 @@ class ReplayServer:
         log.info("replay server on %s: %s", self.ws_url(), ", ".join(
             f"{market} {', '.join(syms) if len(syms) <= 8 else f'{len(syms)} instruments'}"
             for market, syms in self.markets.items()))
+        if self._ethereum is not None:
+            log.info("Ethereum node (%s) on %s", ", ".join(sorted(self._catalog.ethereum.kinds)),
+                     self.ws_url())
+        if self._mempool_space is not None:
+            log.info("mempool.space on %s%s", self.ws_url(), MEMPOOL_SPACE_PATH)
 
     async def close(self) -> None:
         """Stop the replay, answer waiting REST calls with 503, close every connection."""
@@ -347,6 +383,14 @@ class ReplayServer:
             if frame.kind == "recv" and self._deribit is not None:
                 await self._deribit.play(frame.payload)
             return
+        if market == ETHEREUM:
+            if self._ethereum is not None:
+                await self._ethereum.play(frame)  # its sent requests name the subscriptions
+            return
+        if market == BITCOIN:
+            if frame.kind == "recv" and self._mempool_space is not None:
+                await self._mempool_space.play(frame.payload)
+            return
         env = decode_envelope(frame.payload) if frame.kind == "recv" and market else None
         if market is None or env is None:
             return
@@ -402,7 +446,13 @@ class ReplayServer:
     async def _handle(self, ws: ServerConnection) -> None:
         url = urlsplit(ws.request.path if ws.request is not None else "/")
         if url.path == DERIBIT_PATH and self._deribit is not None:
-            await self._handle_deribit(ws, self._deribit)
+            await self._handle_one_endpoint(ws, DERIBIT, self._deribit.serve)
+            return
+        if url.path == ETHEREUM_PATH and self._ethereum is not None:
+            await self._handle_one_endpoint(ws, ETHEREUM, self._ethereum.serve)
+            return
+        if url.path == MEMPOOL_SPACE_PATH and self._mempool_space is not None:
+            await self._handle_one_endpoint(ws, BITCOIN, self._mempool_space.serve)
             return
         market, path = _split_prefix(url.path)
         combined = path == "/stream"
@@ -423,22 +473,24 @@ class ReplayServer:
         finally:
             self._drop(client)
 
-    async def _handle_deribit(self, ws: ServerConnection, replay: DeribitReplay) -> None:
-        client = _Client(ws, DERIBIT, False)  # so that _end/_finish close it too
+    async def _handle_one_endpoint(self, ws: ServerConnection, venue: str,
+                                   serve_client: Callable[[ServerConnection], Awaitable[None]]) -> None:
+        client = _Client(ws, venue, False)  # so that _end/_finish close it too
         self._clients.add(client)
         try:
-            if self._finished or DERIBIT in self._ended:
+            if self._finished or venue in self._ended:
                 await ws.close(1000, END_OF_RECORDING)
                 return
-            await replay.serve(ws)
+            await serve_client(ws)
         finally:
             self._clients.discard(client)
 
     async def _admit(self, client: _Client, names: list[str]) -> bool:
         """Settle the client's market for ``names``, or close the connection saying why."""
         market, refusal = client.market, ""
-        if market is None and len(self._catalog.markets) == 1:
-            market = next(iter(self._catalog.markets))
+        binance = [m for m in self._catalog.markets if m in MARKETS]
+        if market is None and len(binance) == 1:
+            market = binance[0]
         if market is None:
             market, refusal = self._infer_market(names)
         if market is not None:
@@ -462,7 +514,7 @@ class ReplayServer:
     def _infer_market(self, names: list[str]) -> tuple[str | None, str]:
         """The one market holding these streams' symbols (then streams), or why not."""
         symbols = {symbol_of(n) for n in names if not n.startswith("!")}
-        markets = self._catalog.markets
+        markets = {m: info for m, info in self._catalog.markets.items() if m in MARKETS}
         found = [m for m in sorted(markets) if symbols <= markets[m].symbols]
         if len(found) > 1:
             found = [m for m in found if set(names) <= markets[m].streams] or found
@@ -524,6 +576,12 @@ class ReplayServer:
 
     async def _process_request(self, _: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
+        for path, venue, replay in ((ETHEREUM_PATH, "an Ethereum node", self._ethereum),
+                                    (MEMPOOL_SPACE_PATH, "mempool.space", self._mempool_space)):
+            if url.path == path:
+                if replay is None:
+                    return _error(404, -1, f"no recordings of {venue} on this replay server")
+                return None  # go on with the websocket handshake
         if url.path in (DERIBIT_PATH, DERIBIT_LISTING_PATH):
             if self._deribit is None:
                 return _error(404, -1, "no deribit recordings on this replay server")

@@ -1,10 +1,12 @@
 """The replay server's sans-I/O state: what the recordings hold, and each symbol's book.
 
-No asyncio here; :mod:`connectors.replay.server` (and :mod:`connectors.replay.deribit`)
-are the shells that own the sockets. Binance: :class:`RecordedBook` per symbol for REST
+No asyncio here; :mod:`connectors.replay.server` (and the per-protocol modules) are
+the shells that own the sockets. Binance: :class:`RecordedBook` per symbol for REST
 depth answers. Deribit: :class:`DeribitRecordings` (channels, instruments and
 ``get_instruments`` listings found in the recordings) and :class:`RecordedDeribitBook`
-per book channel, for the snapshot a late (re)subscription gets.
+per book channel, for the snapshot a late (re)subscription gets. An Ethereum node:
+:class:`connectors.replay.ethereum.EthereumRecordings`. mempool.space needs nothing
+beyond its connections (:class:`Catalog`).
 
 >>> book = RecordedBook()
 >>> book.on_snapshot(b'{"lastUpdateId":10,"bids":[["1.0","2"]],"asks":[["1.1","3"]]}')
@@ -29,6 +31,7 @@ import msgspec
 from connectors.record.detect import detect_venue, merge_recordings
 from connectors.record.frames import Frame
 from connectors.record.hftbacktest import decode_envelope
+from connectors.replay.ethereum import EthereumRecordings
 from connectors.venues.deribit import parse as deribit_parse
 from connectors.venues.deribit.schemas import BookData
 
@@ -152,6 +155,9 @@ class MarketInfo:
 
 
 DERIBIT = "deribit"  # the "market" of Deribit connections in a Catalog
+ETHEREUM = "ethereum"  # ... of an Ethereum node's connections
+BITCOIN = "bitcoin"  # ... of mempool.space connections
+_ONE_ENDPOINT = (DERIBIT, ETHEREUM, BITCOIN)  # venues detected as (venue, "all")
 
 
 class _RpcFrame(msgspec.Struct):
@@ -399,12 +405,13 @@ class RecordedDeribitBook:
 
 @dataclass
 class Catalog:
-    """The recordings' Binance connections and markets, and what they hold of Deribit,
-    from one pass over them."""
+    """The recordings' Binance connections and markets, and what they hold of Deribit, an
+    Ethereum node and mempool.space, from one pass over them."""
 
     conn_market: dict[str, str] = field(default_factory=dict)  # connection id -> market
-    markets: dict[str, MarketInfo] = field(default_factory=dict)  # incl. "deribit"
+    markets: dict[str, MarketInfo] = field(default_factory=dict)  # incl. deribit, ethereum, bitcoin
     deribit: DeribitRecordings = field(default_factory=DeribitRecordings)
+    ethereum: EthereumRecordings = field(default_factory=EthereumRecordings)
 
 
 def symbol_of(stream: str) -> str:
@@ -426,14 +433,16 @@ def snapshot_key(frame: Frame) -> tuple[str, str] | None:
 
 def scan(paths: Iterable[str | os.PathLike[str]]) -> Catalog:
     """Read the recordings once: each connection's market, each market's symbols and
-    streams (Binance), and the channels, instruments and listings of Deribit ones."""
+    streams (Binance), the channels, instruments and listings of Deribit ones, what an
+    Ethereum node notified, and where each venue's last received frame is."""
     conn_market: dict[str, str] = {}
     foreign: set[str] = set()  # connections of other venues
     conn_streams: dict[str, set[str]] = defaultdict(set)
     conn_last: dict[str, int] = {}
     markets: dict[str, MarketInfo] = defaultdict(MarketInfo)
     deribit = DeribitRecordings()
-    deribit_last = -1
+    ethereum = EthereumRecordings()
+    last = {venue: -1 for venue in _ONE_ENDPOINT}  # index of each one-endpoint venue's last recv
     for i, frame in enumerate(merge_recordings(paths)):
         if frame.kind == "rest":
             key = snapshot_key(frame)
@@ -450,14 +459,18 @@ def scan(paths: Iterable[str | os.PathLike[str]]) -> Catalog:
             venue = detect_venue(frame)
             if venue is not None and venue[0] == "binance":
                 conn_market[conn] = venue[1]
-            elif venue is not None and venue[0] == DERIBIT:
-                conn_market[conn] = DERIBIT
+            elif venue is not None and venue[0] in _ONE_ENDPOINT:
+                conn_market[conn] = venue[0]
             elif venue is not None:
                 foreign.add(conn)
-        if conn_market.get(conn) == DERIBIT:
-            deribit.learn(frame, i)
+        market = conn_market.get(conn)
+        if market in _ONE_ENDPOINT:
+            if market == DERIBIT:
+                deribit.learn(frame, i)
+            elif market == ETHEREUM:
+                ethereum.learn(frame)
             if frame.kind == "recv":
-                deribit_last = i
+                last[market] = i
             continue
         if frame.kind == "recv" and conn not in foreign:
             env = decode_envelope(frame.payload)
@@ -473,5 +486,9 @@ def scan(paths: Iterable[str | os.PathLike[str]]) -> Catalog:
         info.symbols |= {symbol_of(s) for s in streams if not s.startswith("!")}
         info.last_index = max(info.last_index, conn_last[conn])
     if deribit.channels:
-        markets[DERIBIT] = MarketInfo(set(deribit.instruments), deribit.known, deribit_last)
-    return Catalog(conn_market, dict(markets), deribit)
+        markets[DERIBIT] = MarketInfo(set(deribit.instruments), deribit.known, last[DERIBIT])
+    if ethereum.kinds:
+        markets[ETHEREUM] = MarketInfo({"ETH"}, set(ethereum.kinds), last[ETHEREUM])
+    if last[BITCOIN] >= 0:
+        markets[BITCOIN] = MarketInfo({"BTC"}, set(), last[BITCOIN])
+    return Catalog(conn_market, dict(markets), deribit, ethereum)

@@ -95,11 +95,14 @@ class ProtocolStats(msgspec.Struct, kw_only=True):
             reason = "other"
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
 
-    def note_error(self, text: str, data: bytes | str = b"", max_errors: int = 20) -> None:
-        """Keep the first ``max_errors`` problems, each with a short sample of its input."""
-        if len(self.errors) < max_errors:
-            sample = data[:160]
-            self.errors.append(f"{text} {sample!r}" if sample else text)
+    def note_error(self, text: str, data: bytes | str = b"", max_errors: int = 20) -> bool:
+        """Keep the first ``max_errors`` problems, each with a short sample of its input;
+        True when this one was kept (a core logs those, so a flood stays out of the log)."""
+        if len(self.errors) >= max_errors:
+            return False
+        sample = data[:160]
+        self.errors.append(f"{text} {sample!r}" if sample else text)
+        return True
 
 
 class VenueProtocol(Protocol):

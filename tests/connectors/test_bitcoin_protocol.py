@@ -92,6 +92,17 @@ def test_replayed_blocks_after_reconnect_not_duplicated():
     assert not [e for e in events if isinstance(e, ChainHead)]
 
 
+def test_stats_start_over_on_a_new_connection():
+    """A new connection's blocks never join the mempool size a previous connection reported."""
+    p = opened()
+    (stats,) = [e for e in p.receive_frame(fixture("mainnet_mempoolInfo.json"), 1) if isinstance(e, MempoolStats)]
+    assert stats.size_tx == 112686
+    p.connection_lost(2, "1006")
+    p.connection_opened(3)
+    assert p.receive_frame(fixture("tx02_ws_next_block.json"), 4) == []  # no mempoolInfo yet on this one
+    assert p.stats().ignored["stats_before_mempool_info"] == 1
+
+
 def test_unrequested_messages_counted_not_errors():
     p = opened()
     for name in ("tx01_ws_tx_replaced.json", "tx02_ws_tx_position.json", "mainnet_live2hchart.json"):
@@ -108,6 +119,21 @@ def test_malformed_frames_counted_never_raise():
     for frame in bad:  # SYNTHETIC
         assert p.receive_frame(frame, 1) == []
     assert p.stats().malformed == len(bad) and p.stats().frames == len(bad)
+
+
+def test_bookkeeping_is_the_shared_protocol_stats_bounded_and_logged_once(caplog):
+    p = opened()
+    with caplog.at_level("INFO", logger="volcast.connectors.bitcoin"):
+        for k in range(70):  # SYNTHETIC: 70 distinct unrequested keys, then 30 broken frames
+            p.receive_frame(b'{"k%d":1}' % k, k)
+        for k in range(30):
+            p.receive_frame(b"[%d]" % k, k)
+    st = p.stats()
+    assert len(st.ignored) == 65 and st.ignored["other"] == 6  # past 64 reasons they share "other"
+    assert st.malformed == 30 and len(st.errors) == 20 and st.errors[0].endswith("b'[0]'")
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("malformed" in line for line in lines) == 20
+    assert sum("ignoring" in line for line in lines) == 64
 
 
 def test_ping_on_timer_pong_and_dead_connection():

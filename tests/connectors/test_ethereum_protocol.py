@@ -239,14 +239,40 @@ def test_error_response_to_full_tx_subscription_falls_back_to_hashes():
     p.frames_to_send()
     # SYNTHETIC: anvil's wording for a rejected parameter (protocols.md §4.2)
     err = b'{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"Expected boolean parameter for newPendingTransactions"}}'
-    assert p.receive_frame(err, 2) == []
+    (st,) = p.receive_frame(err, 2)
+    assert (st.state, st.reason) == ("error", "newPendingTransactions with full objects refused; asking for hashes")
     assert p.stats().ignored["rpc_errors"] == 1 and "Expected boolean" in p.stats().errors[0]
     assert p.frames_to_send() == [
         '{"jsonrpc":"2.0","id":3,"method":"eth_subscribe","params":["newPendingTransactions"]}'
     ]
     err2 = b'{"jsonrpc":"2.0","id":2,"error":{"code":-32000,"message":"no heads"}}'
-    assert p.receive_frame(err2, 3) == [] and p.frames_to_send() == []
-    assert p.stats().ignored["rpc_errors"] == 2
+    (st,) = p.receive_frame(err2, 3)
+    assert st.state == "error" and st.reason.startswith("newHeads refused") and p.frames_to_send() == []
+    # The hash subscription refused too: no third try on this connection (no request loop).
+    err3 = b'{"jsonrpc":"2.0","id":3,"error":{"code":-32000,"message":"no pending"}}'
+    (st,) = p.receive_frame(err3, 4)
+    assert st.reason.startswith("newPendingTransactions refused") and p.frames_to_send() == []
+    assert p.stats().ignored["rpc_errors"] == 3
+    # A new connection asks for full objects again.
+    p.connection_opened(5)
+    assert '["newPendingTransactions",true]' in p.frames_to_send()[0]
+
+
+def test_bookkeeping_is_the_shared_protocol_stats_bounded_and_logged_once(caplog):
+    """Ignored reasons and kept errors live on ProtocolStats: capped, sampled, and a flood is not logged."""
+    p = connected()
+    with caplog.at_level("INFO", logger="volcast.connectors.ethereum"):
+        for k in range(100):
+            p.receive_frame(notif(f"0x{k:032x}", {"hash": "0x1"}), k)  # 100 unknown subscription ids
+            p.receive_frame(b"{oops %d" % k, k)  # 100 undecodable frames
+    st = p.stats()
+    assert st.ignored == {"unknown_subscription": 100} and st.malformed == 100
+    assert len(st.errors) == 20 and st.errors[0].endswith("b'{oops 0'")  # first 20, each with its input
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("unknown_subscription" in line for line in lines) == 1  # first of its kind only
+    assert sum("malformed" in line for line in lines) == 20  # the kept ones only
+    st.ignored["x"] = 1
+    assert "x" not in p.stats().ignored  # stats() is a copy
 
 
 def test_feed_frame_and_event_roundtrip():

@@ -20,6 +20,7 @@ from connectors.record import (
 REPO = Path(__file__).resolve().parents[2]
 CRYPTOFEED = REPO / "tests/data/cryptofeed"
 HFT = REPO / "data/binance/hftbacktest"
+MEMPOOL_SPACE = REPO / "tests/data/mempool_space"
 
 
 def test_each_format_is_told_from_its_content(tmp_path: Path) -> None:
@@ -126,8 +127,20 @@ def test_detect_venue_from_real_payloads() -> None:
     assert venues(CRYPTOFEED / "BINANCE.ws.1.0") == {("binance", "spot"), None}
     assert venues(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0") == {("binance", "usdm"), None}
     assert venues(HFT / "spot/ethusdt_20240809.gz") == {("binance", "spot")}
-    # JSON-RPC shapes (placeholders, not market data): Deribit's, and Ethereum's look-alike.
+    # JSON-RPC shapes (placeholders, not market data): Deribit's, and an Ethereum node's.
     deribit = b'{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.BTC-PERP.raw"}}'
     assert detect_venue(Frame(0, "c", "recv", deribit)) == ("deribit", "all")
     eth = b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"0x1"}}'
-    assert detect_venue(Frame(0, "c", "recv", eth)) is None
+    assert detect_venue(Frame(0, "c", "recv", eth)) == ("ethereum", "all")
+    subscribe = b'{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newPendingTransactions",true]}'
+    assert detect_venue(Frame(0, "c", "sent", subscribe)) == ("ethereum", "all")
+    assert detect_venue(Frame(0, "c", "recv", b'{"jsonrpc":"2.0","id":1,"result":"0x1"}')) is None
+    assert detect_venue(Frame(0, "c", "open", b"", "ws://127.0.0.1:8545")) is None  # a node's socket
+    # Real mempool.space messages (tests/data/mempool_space); per-transaction answers tell nothing.
+    mempool = {name.name: detect_venue(Frame(0, "c", "recv", name.read_bytes()))
+               for name in sorted(MEMPOOL_SPACE.glob("*.json"))}
+    assert mempool.pop("tx01_ws_tx_replaced.json") is None and mempool.pop("tx02_ws_tx_position.json") is None
+    assert set(mempool.values()) == {("bitcoin", "all")}
+    assert detect_venue(Frame(0, "c", "sent", b'{"action":"want","data":["blocks"]}')) == ("bitcoin", "all")
+    assert detect_venue(Frame(0, "c", "open", b"", "wss://mempool.space/api/v1/ws")) == ("bitcoin", "all")
+    assert detect_venue(Frame(0, "c", "open", b"", "ws://127.0.0.1:9/api/v1/ws")) == ("bitcoin", "all")

@@ -19,6 +19,7 @@ a gap: a ``FeedStatus`` gap and the track request sent again.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
@@ -27,6 +28,8 @@ from connectors.events import ChainHead, Event, FeedStatus, MempoolStats, Mempoo
 from connectors.record.frames import Frame
 from connectors.venues.base import CloseRequest, ProtocolStats, RestRequest
 from connectors.venues.bitcoin import parse, schemas
+
+log = logging.getLogger("volcast.connectors.bitcoin")
 
 NS = 1_000_000_000
 
@@ -85,11 +88,9 @@ class BitcoinMempoolProtocol:
         return []
 
     def stats(self) -> ProtocolStats:
+        """A copy of the counters."""
         s = self._stats
-        return ProtocolStats(
-            venue=s.venue, connections=s.connections, frames=s.frames, malformed=s.malformed,
-            ignored=dict(s.ignored), internal_errors=s.internal_errors, errors=list(s.errors),
-        )
+        return msgspec.structs.replace(s, ignored=dict(s.ignored), errors=list(s.errors))
 
     # -- timers ---------------------------------------------------------------------
     def deadline_ns(self) -> int | None:
@@ -122,6 +123,9 @@ class BitcoinMempoolProtocol:
         self._last_frame_ns = ts_recv_ns
         self._ping_sent_ns = None
         self._seq = None
+        # Stats start over: the want is answered with fresh ones, and a MempoolStats
+        # must not join a previous connection's mempool size to this one's blocks.
+        self._info, self._vbps, self._fees, self._projected = None, None, {}, []
         self._out = [schemas.WANT] + ([schemas.TRACK_MEMPOOL] if self.track_mempool else [])
         return [self._status("connected", ts_recv_ns)]
 
@@ -140,16 +144,17 @@ class BitcoinMempoolProtocol:
         try:
             msg = msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeError) as exc:
-            return self._malformed(f"undecodable frame: {exc}")
+            return self._malformed(f"undecodable frame: {exc}", data)
         if not isinstance(msg, dict):
-            return self._malformed(f"not an object: {msg!r:.80}")
+            return self._malformed(f"not an object: {msg!r:.80}", data)
         try:
             return self._message(msg, ts_recv_ns)
         except (ValueError, TypeError, KeyError, msgspec.ValidationError) as exc:
-            return self._malformed(f"bad message: {exc!r:.200}")
+            return self._malformed(f"bad message: {exc!r:.200}", data)
         except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the feed
             self._stats.internal_errors += 1
-            self._error(f"internal: {exc!r:.200}")
+            self._stats.note_error(f"internal: {exc!r:.200}", data)
+            log.exception("bitcoin: internal error on a frame")
             return []
 
     def _message(self, msg: dict[str, Any], ts: int) -> list[Event]:
@@ -246,12 +251,13 @@ class BitcoinMempoolProtocol:
                           state=state, scope="connection", reason=reason)
 
     def _ignore(self, reason: str) -> None:
+        """Count a skipped message; the first of each reason is logged."""
         self._stats.count_ignored(reason)
+        if self._stats.ignored.get(reason) == 1:  # not for reasons past the cap (counted as "other")
+            log.info("bitcoin: ignoring %s (first of its kind; counted from now on)", reason)
 
-    def _error(self, text: str) -> None:
-        self._stats.note_error(text)
-
-    def _malformed(self, text: str) -> list[Event]:
+    def _malformed(self, text: str, data: bytes | str) -> list[Event]:
         self._stats.malformed += 1
-        self._error(text)
+        if self._stats.note_error(text, data):
+            log.warning("bitcoin: malformed: %s", text)
         return []

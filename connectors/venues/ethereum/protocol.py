@@ -20,6 +20,7 @@ A node refusing the ``true`` parameter gets a plain ``["newPendingTransactions"]
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
@@ -29,6 +30,8 @@ from connectors.events import ChainHead, Event, FeedStatus, MempoolTx
 from connectors.record.frames import Frame
 from connectors.venues.base import ProtocolStats, RestRequest
 from connectors.venues.ethereum import parse, schemas
+
+log = logging.getLogger("volcast.connectors.ethereum")
 
 PENDING = "newPendingTransactions"
 HEADS = "newHeads"
@@ -56,14 +59,13 @@ class EthereumProtocol:
         self._out: list[str] = []
         self._requests: dict[int, tuple[str, Any]] = {}  # id -> ("subscribe", kind) | ("lookup", hash)
         self._subs: dict[str, str] = {}  # subscription id -> kind
+        self._full_pending = full_tx  # this connection still asks for full objects
         self._lookups: deque[str] = deque()
         self._in_flight = 0
         self.base_fee_next: int | None = None
         self.head_height: int | None = None
         self._stats = ProtocolStats(venue=self.venue)
         self._enc = msgspec.json.Encoder()
-        self._tx_dec = msgspec.json.Decoder(schemas.RpcTx)
-        self._counts: dict[str, int] = {}
 
     # -- shell interface ------------------------------------------------------------
     def stream_url(self, ws_base: str | None = None) -> str:
@@ -90,11 +92,9 @@ class EthereumProtocol:
         return []
 
     def stats(self) -> ProtocolStats:
+        """A copy of the counters."""
         s = self._stats
-        return ProtocolStats(
-            venue=s.venue, connections=s.connections, frames=s.frames, malformed=s.malformed,
-            ignored=dict(s.ignored), internal_errors=s.internal_errors, errors=list(s.errors),
-        )
+        return msgspec.structs.replace(s, ignored=dict(s.ignored), errors=list(s.errors))
 
     def subscriptions(self) -> dict[str, str]:
         """Live subscription id -> kind (``newPendingTransactions`` / ``newHeads``)."""
@@ -104,6 +104,7 @@ class EthereumProtocol:
     def connection_opened(self, ts_recv_ns: int) -> list[Event]:
         self._stats.connections += 1
         self._reset()
+        self._full_pending = self.full_tx
         self._subscribe(PENDING, [PENDING, True] if self.full_tx else [PENDING])
         self._subscribe(HEADS, [HEADS])
         return [self._status("connected", ts_recv_ns)]
@@ -125,16 +126,17 @@ class EthereumProtocol:
         try:
             msg = msgspec.json.decode(data)
         except (msgspec.DecodeError, UnicodeError) as exc:
-            return self._malformed(f"undecodable frame: {exc}")
+            return self._malformed(f"undecodable frame: {exc}", data)
         out: list[Event] = []
         for item in msg if isinstance(msg, list) else [msg]:
             try:
                 out.extend(self._message(item, ts_recv_ns))
             except (ValueError, TypeError, KeyError, AttributeError, msgspec.ValidationError) as exc:
-                self._malformed(f"bad message: {exc!r}")
+                self._malformed(f"bad message: {exc!r}", data)
             except Exception as exc:  # noqa: BLE001 - one bad frame must not stop the feed
                 self._stats.internal_errors += 1
-                self._error(f"internal: {exc!r}")
+                self._stats.note_error(f"internal: {exc!r}", data)
+                log.exception("ethereum: internal error on a frame")
         return out
 
     def _message(self, msg: Any, ts: int) -> list[Event]:
@@ -144,7 +146,8 @@ class EthereumProtocol:
             params = msg["params"]
             kind = self._subs.get(params["subscription"])
             if kind is None:
-                self._ignore("unknown_subscription")
+                # A subscription this connection never made, or one given up on.
+                self._ignore("unknown_subscription", str(params["subscription"]))
                 return []
             result = params["result"]
             if kind == HEADS:
@@ -161,18 +164,24 @@ class EthereumProtocol:
     def _response(self, msg: dict, ts: int) -> list[Event]:
         req = self._requests.pop(msg["id"], None) if isinstance(msg["id"], int) else None
         if req is None:
-            self._ignore("unknown_response_id")
+            self._ignore("unknown_response_id", repr(msg["id"]))
             return []
         what, arg = req
         if what == "lookup":
             self._in_flight -= 1
         if "error" in msg:
-            self._ignore("rpc_errors")
-            self._error(f"{what} {arg!r}: {msg['error']!r:.200}")
-            if what == "subscribe" and arg == PENDING and self.full_tx:
+            self._stats.count_ignored("rpc_errors")
+            text = f"node refused {what} {arg!r}: {msg['error']!r:.200}"
+            if self._stats.note_error(text):
+                log.warning("ethereum: %s", text)
+            if what != "subscribe":
+                return []  # a lookup: that transaction is lost, counted above
+            if arg == PENDING and self._full_pending:
                 # The node does not take the full-tx flag: fall back to hashes.
+                self._full_pending = False
                 self._subscribe(PENDING, [PENDING])
-            return []
+                return [self._status("error", ts, f"{PENDING} with full objects refused; asking for hashes")]
+            return [self._status("error", ts, f"{arg} refused: {msg['error']!r:.120}")]
         result = msg.get("result")
         if what == "subscribe":
             if not isinstance(result, str):
@@ -254,13 +263,15 @@ class EthereumProtocol:
         return FeedStatus(venue=self.venue, symbol="*", ts_exchange_ns=None, ts_recv_ns=ts,
                           state=state, scope="connection", reason=reason)
 
-    def _ignore(self, reason: str) -> None:
+    def _ignore(self, reason: str, detail: str = "") -> None:
+        """Count a skipped message; the first of each reason is logged."""
         self._stats.count_ignored(reason)
+        if self._stats.ignored.get(reason) == 1:  # not for reasons past the cap (counted as "other")
+            log.info("ethereum: ignoring %s %s(first of its kind; counted from now on)", reason,
+                     f"{detail:.80} " if detail else "")
 
-    def _error(self, text: str) -> None:
-        self._stats.note_error(text)
-
-    def _malformed(self, text: str) -> list[Event]:
+    def _malformed(self, text: str, data: bytes | str = b"") -> list[Event]:
         self._stats.malformed += 1
-        self._error(text)
+        if self._stats.note_error(text, data):
+            log.warning("ethereum: malformed: %s", text)
         return []
