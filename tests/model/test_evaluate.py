@@ -8,7 +8,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from model.evaluate import MODELS, evaluate, forecast_table
+from model.bars import read_bars
+from model.evaluate import MODELS, MempoolInput, evaluate, forecast_table
+from model.mempool import INDEX, N_CHANNELS
 from model.nn.checkpoint import CheckpointError
 from model.nn.configs import TINY
 
@@ -58,10 +60,19 @@ def test_forecasts_do_not_change_when_later_data_changes(tmp_path):
     np.testing.assert_array_equal(a["attention_log_q"][before], b["attention_log_q"][before])
 
 
+def noise_mempool(n: int) -> MempoolInput:
+    """SYNTHETIC mempool arrivals, independent of the bars, on every bar but every tenth."""
+    values = np.full((n, N_CHANNELS), np.nan)
+    values[:, INDEX["arrivals_per_s"]] = np.random.default_rng(0).lognormal(2.0, 0.5, n)
+    values[::10] = np.nan
+    return MempoolInput(values, np.isfinite(values), source={"chain": "SYNTHETIC"})
+
+
 @pytest.fixture(scope="module")
 def hourly_report(tmp_path_factory):
     plots = tmp_path_factory.mktemp("plots")
-    return evaluate(COINBASE, train_fraction=0.5, plot_dir=plots, config=TINY), plots
+    mempool = noise_mempool(len(read_bars(COINBASE)))
+    return evaluate(COINBASE, train_fraction=0.5, plot_dir=plots, config=TINY, mempool=mempool), plots
 
 
 def test_the_report_on_hourly_bars(hourly_report):
@@ -79,6 +90,21 @@ def test_the_report_on_hourly_bars(hourly_report):
     json.dumps(out)  # plain JSON all the way down
     assert sorted(p.name for p in plots.iterdir()) == ["forecast_vs_realized.png", "qlike_by_regime.png"]
     assert all(p.stat().st_size > 10_000 for p in plots.iterdir())
+
+
+def test_the_report_carries_the_mempool_ablation_on_the_covered_origins(hourly_report):
+    """SYNTHETIC noise mempool features on the real hourly bars: the block is complete and honest about coverage."""
+    out, _ = hourly_report
+    block = out["mempool_ablation"]
+    cov = block["coverage"]
+    # A bar is covered when its 1-hour mean of arrivals is present: 9 bars in 10.
+    assert cov["test_origins"] >= out["n_test"] and 0.85 < cov["share"] < 0.95
+    assert block["n"] == cov["test_origins_covered"] < out["n_test"]
+    assert block["refits_using_mempool"] == block["refits"] and block["source"] == {"chain": "SYNTHETIC"}
+    for h in out["horizons"]:
+        assert set(block["qlike"]) == {"har_x", "har_x_mempool"} and 0.0 <= block["dm"][h]["p"] <= 1.0
+        assert block["qlike"]["har_x"][h] != block["qlike"]["har_x_mempool"][h]
+        assert abs(block["qlike_gain"][h]) < 0.05  # noise: no real change either way
 
 
 def test_a_checkpoint_fine_tunes_and_its_overlap_with_the_test_period_is_reported(tiny_checkpoint):
