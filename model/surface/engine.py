@@ -72,7 +72,8 @@ def cardinal_bspline(tau: np.ndarray, deriv: int = 0) -> np.ndarray:
     return out
 
 
-def bspline_basis3(x: np.ndarray, lo: float, h: float, nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bspline_basis3(x: np.ndarray, lo: float | np.ndarray, h: float | np.ndarray,
+                   nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`bspline_basis` for derivatives 0, 1 and 2 at once (shared knot-interval work).
 
     >>> x = np.linspace(-1.0, 3.0, 9)
@@ -80,7 +81,9 @@ def bspline_basis3(x: np.ndarray, lo: float, h: float, nb: int) -> tuple[np.ndar
     True
     """
     x = np.asarray(x, dtype=np.float64)
-    tau = (x.reshape(-1) - lo) / h
+    h = np.broadcast_to(h, x.shape)  # per-point spacing: rows may have their own knots
+    tau = ((x - lo) / h).reshape(-1)
+    h = h.reshape(-1)
     i = np.floor(tau)
     u = tau - i
     u2 = u * u
@@ -104,10 +107,53 @@ def bspline_basis3(x: np.ndarray, lo: float, h: float, nb: int) -> tuple[np.ndar
     return out[0], out[1], out[2]
 
 
-def bspline_basis(x: np.ndarray, lo: float, h: float, nb: int, deriv: int = 0) -> np.ndarray:
+def bspline_eval3(x: np.ndarray, lo: np.ndarray, h: np.ndarray,
+                  coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sum_j coef[s, j] B_j(x[s, :])`` and its first two derivatives, for each row ``s`` with its own knots.
+
+    ``x`` is ``(S, M)``, ``lo`` and ``h`` are ``(S,)``, ``coef`` is ``(S, nb)``. The same
+    values as ``bspline_basis3(x, lo, h, nb) @ coef``, but only the four coefficients
+    alive on each point's knot interval are gathered, so no ``(S, M, nb)`` basis is
+    built: the check grids of every smile are evaluated at the cost of a few array passes.
+
+    >>> x = np.linspace(-1.0, 3.0, 9)[None, :]
+    >>> c = np.array([[0.3, -0.2, 0.5, 0.1, 0.4]])
+    >>> ref = bspline_basis3(x[0], 0.0, 0.5, 5)
+    >>> all(np.allclose(v[0], b @ c[0]) for v, b in zip(bspline_eval3(x, np.zeros(1), np.full(1, 0.5), c), ref))
+    True
+    """
+    S, nb = coef.shape
+    tau = (x - lo[:, None]) / h[:, None]
+    i = np.floor(tau)
+    u = tau - i
+    u2 = u * u
+    u3 = u2 * u
+    v = 1.0 - u
+    # Basis j lives on intervals j .. j+3; the point in interval i sees j = i-3 .. i. Coefficients
+    # are padded by 4 zeros on each side so every far point gathers zeros.
+    col = np.clip(i, -4, nb + 3).astype(np.int64) + 4
+    padded = np.zeros((S, nb + 8))
+    padded[:, 4:4 + nb] = coef
+    c = [np.take_along_axis(padded, col - q, axis=1) for q in range(4)]  # coefficient of basis i - q
+    inv_h = (1.0 / h)[:, None]
+    f = (c[0] * u3 + c[1] * (-3 * u3 + 3 * u2 + 3 * u + 1) + c[2] * (3 * u3 - 6 * u2 + 4) + c[3] * v * v * v) / 6
+    f1 = (c[0] * u2 / 2 + c[1] * (-9 * u2 + 6 * u + 3) / 6 + c[2] * (9 * u2 - 12 * u) / 6 - c[3] * v * v / 2) * inv_h
+    f2 = (c[0] * u + c[1] * (-3 * u + 1) + c[2] * (3 * u - 2) + c[3] * v) * inv_h * inv_h
+    return f, f1, f2
+
+
+def bspline_basis(x: np.ndarray, lo: float | np.ndarray, h: float | np.ndarray, nb: int,
+                  deriv: int = 0) -> np.ndarray:
     """``B_j(x) = N((x - lo)/h - j)`` for ``j < nb`` (or a derivative in ``x``); shape ``x.shape + (nb,)``.
 
     Only the four basis functions alive on ``x``'s knot interval are evaluated.
+    ``lo`` and ``h`` broadcast against ``x``: a ``(S, 1)`` pair gives each row of an
+    ``(S, N)`` ``x`` its own knots, in one call.
+
+    >>> x = np.array([[0.1, 0.7], [0.2, 0.9]])
+    >>> rows = bspline_basis(x, np.array([[0.0], [0.1]]), np.array([[0.5], [0.25]]), 5)
+    >>> bool(np.allclose(rows[1], bspline_basis(x[1], 0.1, 0.25, 5)))
+    True
 
     >>> x = np.linspace(-1.0, 3.0, 9)
     >>> ref = cardinal_bspline((x[:, None] - 0.0) / 0.5 - np.arange(5), 1) / 0.5
@@ -115,6 +161,7 @@ def bspline_basis(x: np.ndarray, lo: float, h: float, nb: int, deriv: int = 0) -
     True
     """
     x = np.asarray(x, dtype=np.float64)
+    h = np.broadcast_to(h, x.shape)  # per-point spacing: rows may have their own knots
     tau = (x - lo) / h
     i = np.floor(tau)
     u = tau - i
@@ -130,7 +177,7 @@ def bspline_basis(x: np.ndarray, lo: float, h: float, nb: int, deriv: int = 0) -
     ii = np.clip(i.reshape(-1), -4, nb + 3) + 3  # column of basis i - q + 3 for q = 0; far points hit trash
     ext = np.zeros((m, nb + 10))
     rows = np.arange(m)
-    scale = 1.0 / h ** deriv
+    scale = 1.0 / h.reshape(-1) ** deriv
     for q, seg in enumerate(segs):  # basis i - q sits on its q-th segment here
         ext[rows, ii - q + 3] = seg.reshape(-1) * scale
     return ext[:, 6:6 + nb].reshape(x.shape + (nb,))

@@ -36,7 +36,7 @@ import numpy as np
 from connectors.events import OptionQuote
 from model.surface import engine
 from model.surface.config import FitConfig
-from model.surface.engine import bspline_basis, bspline_basis3
+from model.surface.engine import bspline_basis, bspline_basis3, bspline_eval3
 from model.surface.slices import Slice, build_slices
 from model.surface.smile import Smile
 from model.surface.svi import SVIParams, g_of, ssvi_slice, svi_derivatives
@@ -48,7 +48,10 @@ _TAU_SPARSE = np.array([3.0, 0.5, 0.4, 0.4, 0.4])  # borrowed shape, level free
 _TAU_OFF = 1e-6  # ridge width that switches the spline correction off
 _STARTS_SIGMA_Z = (0.25, 1.0, 3.0)
 _N_STARTS = 2  # best quasi-explicit starts refined per cold smile
-_LEVELS = ((1, 1.0e3), (4, 1.0e5), (8, 1.0e7))  # (grid density, calendar weight) of the continuation
+_CAL_WEIGHTS = (1.0e3, 1.0e5, 1.0e7)  # calendar penalty weight of each refinement round (the last one repeats)
+_ROUNDS = 4  # joint solves at most, each adding the check grid's violations to the penalty grids
+_MAX_EXTRA = 96  # penalty points carried from round to round (and fit to fit), evenly thinned beyond
+_EXTRA_BUCKETS = (0, 16, 32, 64, 128)  # padded sizes of the added points (each size compiles once)
 _BFLY_TOL = -1e-9  # g below this on the check grid counts as a violation
 _CAL_TOL = 1e-10  # relative to the later expiry's ATM variance
 
@@ -106,7 +109,8 @@ class SurfaceFit:
     status: str = "ok"
     method: str = "svi_spline"
     check_k: np.ndarray = field(default_factory=lambda: np.empty(0))
-    continuation: int = 0  # rounds of grid densification the constraints needed (warm fits start there)
+    continuation: int = 0  # refinement rounds the constraints needed (warm fits start at that calendar weight)
+    penalty_k: np.ndarray = field(default_factory=lambda: np.empty(0))  # k points added to the penalty grids
 
     def total_variance(self, k: np.ndarray, t: float) -> np.ndarray:
         """``w(k, t)``: a smile at an expiry, linear in ``t`` in total variance between expiries.
@@ -155,26 +159,48 @@ def arbitrage_counts(smiles: Sequence[Smile], ts: Sequence[float], k: np.ndarray
     >>> arbitrage_counts([s, s], [0.1, 0.2], np.linspace(-1, 1, 5))
     {'butterfly': 0, 'calendar': 0}
     """
-    if not smiles:
-        return {"butterfly": 0, "calendar": 0}
+    return _check(smiles, ts, k)[0]
+
+
+def _check(smiles: Sequence[Smile], ts: Sequence[float], k: np.ndarray) -> tuple[dict[str, int], np.ndarray]:
+    """:func:`arbitrage_counts`, and the grid points where some smile or expiry pair breaks a constraint."""
     k = np.asarray(k, dtype=np.float64)
+    if not smiles:
+        return {"butterfly": 0, "calendar": 0}, k[:0]
     a = np.array([sm.svi.as_tuple() for sm in smiles])
     w, w1, w2 = svi_derivatives(k[None, :], *(a[:, i:i + 1] for i in range(5)))
-    for i, sm in enumerate(smiles):  # the spline correction only where it lives
-        if sm.nb:
-            lo, hi = sm.support
-            on = np.flatnonzero((k > lo) & (k < hi))
-            c = np.asarray(sm.coef)
-            for arr, basis in zip((w, w1, w2), bspline_basis3(k[on], sm.k0, sm.h, sm.nb)):
-                arr[i, on] += basis @ c
+    for nb in {sm.nb for sm in smiles if sm.nb}:  # the spline corrections, all smiles of a size at once
+        rows = np.array([i for i, sm in enumerate(smiles) if sm.nb == nb])
+        k0 = np.array([smiles[i].k0 for i in rows])
+        h = np.array([smiles[i].h for i in rows])
+        coef = np.array([smiles[i].coef for i in rows])
+        for arr, corr in zip((w, w1, w2), bspline_eval3(np.broadcast_to(k, (len(rows), len(k))), k0, h, coef)):
+            arr[rows] += corr
     g = g_of(k[None, :], w, w1, w2)
-    bfly = int((g < _BFLY_TOL).sum()) + sum(int(sm.svi.lee > 2.0) for sm in smiles)
+    bad_g = g < _BFLY_TOL
+    bfly = int(bad_g.sum()) + sum(int(sm.svi.lee > 2.0) for sm in smiles)
     order = np.argsort(ts)
+    bad = bad_g.any(axis=0)
     cal = 0
     for i, j in zip(order[:-1], order[1:]):
         atm = max(float(np.interp(0.0, k, w[j])), 1e-300)
-        cal += int((w[j] - w[i] < -_CAL_TOL * atm).sum())
-    return {"butterfly": bfly, "calendar": cal}
+        crossed = w[j] - w[i] < -_CAL_TOL * atm
+        cal += int(crossed.sum())
+        bad |= crossed
+    return {"butterfly": bfly, "calendar": cal}, k[bad]
+
+
+def _penalty_points(extra_k: np.ndarray) -> np.ndarray:
+    """``extra_k`` padded to its bucket size by repeating its own points (a repeat only weighs a point more)."""
+    size = next(b for b in _EXTRA_BUCKETS if b >= len(extra_k))
+    return np.resize(extra_k, size) if len(extra_k) else np.empty(0)
+
+
+def _thin(points: np.ndarray) -> np.ndarray:
+    """At most ``_MAX_EXTRA`` of the sorted points, evenly spread."""
+    if len(points) <= _MAX_EXTRA:
+        return points
+    return points[np.linspace(0, len(points) - 1, _MAX_EXTRA).round().astype(np.int64)]
 
 
 def _scale(sl: Slice) -> float:
@@ -237,8 +263,9 @@ def _knots(sl: Slice, s: float, nb: int) -> tuple[float, float]:
 
 
 def _batch(slices: Sequence[Slice], scales: np.ndarray, knots: Sequence[tuple[float, float]], u0: np.ndarray,
-           tau: np.ndarray, tau_c: np.ndarray, big_k: float, nb: int, cfg: FitConfig, dense: int = 1) -> engine.Batch:
-    """The fitter's arrays; ``dense`` > 1 multiplies the butterfly penalty grid's resolution."""
+           tau: np.ndarray, tau_c: np.ndarray, big_k: float, nb: int, cfg: FitConfig,
+           extra_k: np.ndarray = np.empty(0)) -> engine.Batch:
+    """The fitter's arrays; ``extra_k`` adds butterfly penalty points (in ``k``) to every smile's grid."""
     n = max(len(s.k) for s in slices)
     S = len(slices)
     z = np.zeros((S, n))
@@ -247,8 +274,8 @@ def _batch(slices: Sequence[Slice], scales: np.ndarray, knots: Sequence[tuple[fl
     lo = np.full((S, n), -np.inf)
     hi = np.full((S, n), np.inf)
     wb = np.zeros((S, n))
-    zg_k = np.linspace(-big_k, big_k, 15 * dense)
-    zg_z = np.linspace(-6.0, 6.0, 25 * dense)
+    zg_k = np.concatenate([np.linspace(-big_k, big_k, 15), extra_k])
+    zg_z = np.linspace(-6.0, 6.0, 25)
     zg = np.zeros((S, len(zg_z) + len(zg_k)))
     sqrt_band = math.sqrt(cfg.band_weight)
     for i, (sl, s) in enumerate(zip(slices, scales)):
@@ -261,34 +288,34 @@ def _batch(slices: Sequence[Slice], scales: np.ndarray, knots: Sequence[tuple[fl
         hi[i, :m] = np.where(np.isfinite(sl.ask_iv), sl.ask_iv, np.inf)
         wb[i, :m] = sqrt_band / sl.unc
         zg[i] = np.concatenate([zg_z, zg_k / s])
-    phi = np.zeros((S, n, nb))
-    phig = np.zeros((3, S, zg.shape[1], nb))
     if nb:
-        for i, (z0, h) in enumerate(knots):
-            m = len(slices[i].k)
-            phi[i, :m] = bspline_basis(z[i, :m], z0, h, nb)
-            phig[:, i] = bspline_basis3(zg[i], z0, h, nb)
+        z0, h = (np.array(col)[:, None] for col in zip(*knots))
+        phi = bspline_basis(z, z0, h, nb)  # padding (z = 0) gets values too, weighted 0 by wd and wb
+        phig = np.stack(bspline_basis3(zg, z0, h, nb))
+    else:
+        phi = np.zeros((S, n, 0))
+        phig = np.zeros((3, S, zg.shape[1], 0))
     return engine.Batch(t=np.array([s.t for s in slices]), s=np.asarray(scales, dtype=np.float64), z=z, tgt=tgt,
                         wd=wd, lo=lo, hi=hi, wb=wb, zg=zg, u0=u0, tau=tau, phi=phi, phig=phig, tau_c=tau_c,
                         tau_s=cfg.spline_tau, robust=cfg.robust_scale, g_floor=cfg.butterfly_floor)
 
 
 def _calendar(scales: np.ndarray, knots: Sequence[tuple[float, float]], big_k: float, nb: int,
-              margin: float, lam: float, dense: int = 1) -> engine.Calendar:
-    """Calendar rows between consecutive expiries on ``21 dense`` points near the shorter one's money
-    (``|z| <= 6``) and ``21 dense`` points uniform on ``[-K, K]``."""
+              margin: float, lam: float, extra_k: np.ndarray = np.empty(0)) -> engine.Calendar:
+    """Calendar rows between consecutive expiries on 21 points near the shorter one's money
+    (``|z| <= 6``), 21 points uniform on ``[-K, K]`` and the points ``extra_k``."""
     n = len(scales)
     short, long = np.arange(n - 1), np.arange(1, n)
-    base = np.linspace(-big_k, big_k, 21 * dense)
-    near = np.linspace(-6.0, 6.0, 21 * dense)
+    base = np.concatenate([np.linspace(-big_k, big_k, 21), extra_k])
+    near = np.linspace(-6.0, 6.0, 21)
     k = np.stack([np.concatenate([near * scales[i], base]) for i in short])
 
+    z0, h = (np.array(col) for col in zip(*knots))
+
     def phis(rows):
-        out = np.zeros((len(rows), k.shape[1], nb))
-        if nb:
-            for p, i in enumerate(rows):
-                out[p] = bspline_basis(k[p] / scales[i], knots[i][0], knots[i][1], nb)
-        return out
+        if not nb:
+            return np.zeros((len(rows), k.shape[1], 0))
+        return bspline_basis(k / scales[rows, None], z0[rows, None], h[rows, None], nb)
 
     return engine.Calendar(short=short, long=long, k=k, phi_short=phis(short), phi_long=phis(long),
                            ws=scales[long] ** 2, margin=margin, lam=lam)
@@ -430,26 +457,32 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
             status[i] = f"sparse: shape from {usable[j].expiry_ns}"
         else:
             status[i] = "sparse: generic shape"
-    # Joint stage with continuation: if the dense check still finds violations, the
-    # penalty grids get denser and the calendar weight 100x larger, from where we are.
-    # A warm fit starts at the level its predecessor ended on.
+    # Joint stage, refined where the check finds violations: the check grid's offending
+    # points join the penalty grids (butterfly and calendar) and the calendar weight grows
+    # 100x, from where we are. Only the offending points are added, so the penalty grids
+    # stay small (uniformly denser grids cost as much per point everywhere). A warm fit
+    # starts with its predecessor's added points and weight.
     solver = _solvers(cfg.backend)
     limit = cfg.warm_iterations if not cold_rows else cfg.cold_iterations
     ts = [s.t for s in usable]
     k_check = check_grid(scales, k_max)
-    level = min(prev.continuation, len(_LEVELS) - 1) if prev is not None and not cold_rows else 0
-    while True:
-        dense, lam_c = _LEVELS[level]
-        b = _batch(usable, scales, knots, u0, tau, tau_c, big_k, nb, cfg, dense)
-        cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, dense) if n > 1 else None
+    warm_prev = prev is not None and not cold_rows
+    level = prev.continuation if warm_prev else 0  # type: ignore[union-attr]
+    extra_k = _thin(prev.penalty_k) if warm_prev else np.empty(0)  # type: ignore[union-attr]
+    for round_ in range(_ROUNDS):
+        lam_c = _CAL_WEIGHTS[min(level, len(_CAL_WEIGHTS) - 1)]
+        points = _penalty_points(extra_k)
+        b = _batch(usable, scales, knots, u0, tau, tau_c, big_k, nb, cfg, points)
+        cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, points) if n > 1 else None
         u, _, it = solver[1](u, b, cal, limit, cfg.tol)
         iterations += it
         u = np.array(u)
         u[:, 5:] *= (tau_c > _TAU_OFF)[:, None]  # a switched-off correction is exactly zero
         smiles = [_smile_from_u(u[i], scales[i], knots[i]) for i in range(n)]
-        counts = arbitrage_counts(smiles, ts, k_check)
-        if not (counts["butterfly"] or counts["calendar"]) or level == len(_LEVELS) - 1:
+        counts, bad_k = _check(smiles, ts, k_check)
+        if not (counts["butterfly"] or counts["calendar"]) or round_ == _ROUNDS - 1:
             break
+        extra_k = _thin(np.union1d(extra_k, bad_k))
         level += 1
     if counts["butterfly"] or counts["calendar"]:
         smiles = _repair(smiles, k_check)
@@ -461,7 +494,8 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
     )
     return SurfaceFit(now_ns=now_ns, smiles=fits, arbitrage=counts, dropped=dict(dropped), skipped=skipped,
                       fit_ms=1e3 * (time.perf_counter() - t0), warm=n - len(set(cold_rows)), iterations=iterations,
-                      method=cfg.method, check_k=k_check, continuation=level)
+                      method=cfg.method, check_k=k_check, continuation=min(level, len(_CAL_WEIGHTS) - 1),
+                      penalty_k=extra_k)
 
 
 class SurfaceFitter:

@@ -25,7 +25,7 @@ import math
 import msgspec
 import numpy as np
 
-from model.surface.engine import bspline_basis, bspline_basis3
+from model.surface.engine import bspline_eval3
 from model.surface.svi import SVIParams, g_of, svi_derivatives
 
 __all__ = ["Smile"]
@@ -57,17 +57,20 @@ class Smile(msgspec.Struct, frozen=True, kw_only=True):
         k = np.asarray(k, dtype=np.float64)
         w, w1, w2 = svi_derivatives(k, *self.svi.as_tuple())
         if self.nb:
-            c = np.asarray(self.coef)
-            b0, b1, b2 = bspline_basis3(k, self.k0, self.h, self.nb)
-            w, w1, w2 = w + b0 @ c, w1 + b1 @ c, w2 + b2 @ c
+            c0, c1, c2 = (c.reshape(k.shape) for c in self._spline(k))
+            w, w1, w2 = w + c0, w1 + c1, w2 + c2
         return w, w1, w2
+
+    def _spline(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The correction and its two derivatives at ``k`` (flattened)."""
+        return bspline_eval3(k.reshape(1, -1), np.array([self.k0]), np.array([self.h]), np.array([self.coef]))
 
     def w(self, k: np.ndarray) -> np.ndarray:
         """Total implied variance at ``k``."""
         k = np.asarray(k, dtype=np.float64)
         w = self.svi.total_variance(k)
         if self.nb:
-            w = w + bspline_basis(k, self.k0, self.h, self.nb, 0) @ np.asarray(self.coef)
+            w = w + self._spline(k)[0].reshape(k.shape)
         return w
 
     def g(self, k: np.ndarray) -> np.ndarray:
