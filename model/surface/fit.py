@@ -46,7 +46,6 @@ __all__ = ["SmileFit", "SurfaceFit", "SurfaceFitter", "fit_surface", "arbitrage_
 _TAU = np.array([3.0, 3.0, 1.5, 2.0, 2.0])  # prior widths of (ln v, ln b_z, atanh rho, m_z, ln sigma_z)
 _TAU_SPARSE = np.array([3.0, 0.5, 0.4, 0.4, 0.4])  # borrowed shape, level free
 _TAU_OFF = 1e-6  # ridge width that switches the spline correction off
-_STARTS_SIGMA_Z = (0.25, 1.0, 3.0)
 _N_STARTS = 2  # best quasi-explicit starts refined per cold smile
 _CAL_WEIGHTS = (1.0e3, 1.0e5, 1.0e7)  # calendar penalty weight of each refinement round (the last one repeats)
 _ROUNDS = 4  # joint solves at most, each adding the check grid's violations to the penalty grids
@@ -212,28 +211,48 @@ def _scale(sl: Slice) -> float:
     return max(atm * math.sqrt(sl.t), 1e-4)
 
 
-def _quadratic(z: np.ndarray, w: np.ndarray, wt: np.ndarray) -> tuple[float, float, float]:
-    """Weighted ``w ~ c0 + c1 z + c2 z^2`` near the money (|z| <= 4 when there are enough points)."""
-    near = np.abs(z) <= 4.0
-    if near.sum() >= 3:
-        z, w, wt = z[near], w[near], wt[near]
-    c0 = float(np.average(w, weights=wt)) if len(w) else 1e-4
-    c1 = c2 = 0.0
-    if len(w) >= 3 and np.ptp(z) > 0:
-        x = np.column_stack([np.ones_like(z), z, z * z]) * np.sqrt(wt)[:, None]
-        coef, *_ = np.linalg.lstsq(x, w * np.sqrt(wt), rcond=None)
-        c0, c1, c2 = (float(c) for c in coef)
-    c0 = max(c0, 1e-8)
-    return c0, c1, max(c2, 0.02 * c0)
+def _prior_centres(slices: Sequence[Slice], scales: np.ndarray) -> np.ndarray:
+    """Each smile's prior centre ``(ln v, ln b_z, 0, 0, 0)`` from a weighted quadratic near the money.
 
-
-def _starts(c0: float, c1: float, c2: float) -> list[np.ndarray]:
-    out = []
-    for sz in _STARTS_SIGMA_Z:
-        bz = max(2.0 * sz * c2, 1e-3 * c0)
-        rho = float(np.clip(c1 / bz, -0.9, 0.9))
-        v = max(c0 - bz * sz * (1.0 - math.sqrt(1.0 - rho * rho)), 0.05 * c0)
-        out.append(np.array([math.log(v), math.log(bz), math.atanh(rho / engine.RHO_MAX), 0.0, math.log(sz)]))
+    Per smile, ``w ~ c0 + c1 z + c2 z^2`` is fitted by weighted least squares (weights
+    ``1/unc^2``) on the fitted quotes with ``|z| <= 4`` (all of them when fewer than
+    three are that near); an SVI with ``sigma_z = 1`` and that curvature has ``b_z =
+    2 c2`` and minimum variance ``c0 - b_z (1 - sqrt(1 - rho^2))``. Skew and vertex are
+    centred at zero. All smiles are solved at once (padded normal equations).
+    """
+    n = max(int(s.fitted.sum()) for s in slices)
+    S = len(slices)
+    z = np.zeros((S, n))
+    w = np.zeros((S, n))
+    wt = np.zeros((S, n))
+    for i, (sl, sc) in enumerate(zip(slices, scales)):
+        m = sl.fitted
+        c = int(m.sum())
+        z[i, :c] = sl.k[m] / sc
+        w[i, :c] = sl.target[m] ** 2 * sl.t
+        wt[i, :c] = 1.0 / sl.unc[m] ** 2
+    quoted = wt > 0
+    near = quoted & (np.abs(z) <= 4.0)
+    use = np.where((near.sum(axis=1) >= 3)[:, None], near, quoted)
+    wt = np.where(use, wt, 0.0)
+    c0 = np.where(wt.sum(axis=1) > 0, (wt * w).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-300), 1e-4)
+    x = np.stack([np.ones_like(z), z, z * z], axis=-1)  # (S, n, 3)
+    xtwx = np.einsum("sni,sn,snj->sij", x, wt, x)
+    xtwy = np.einsum("sni,sn,sn->si", x, wt, w)
+    zmin = np.where(use, z, np.inf).min(axis=1)
+    zmax = np.where(use, z, -np.inf).max(axis=1)
+    solvable = (use.sum(axis=1) >= 3) & (zmax > zmin) & (np.abs(np.linalg.det(xtwx)) > 1e-300)
+    coef = np.zeros((S, 3))
+    if solvable.any():
+        coef[solvable] = np.linalg.solve(xtwx[solvable], xtwy[solvable][..., None])[..., 0]
+    c0 = np.maximum(np.where(solvable, coef[:, 0], c0), 1e-8)
+    c1 = np.where(solvable, coef[:, 1], 0.0)
+    c2 = np.maximum(np.where(solvable, coef[:, 2], 0.0), 0.02 * c0)
+    bz = np.maximum(2.0 * c2, 1e-3 * c0)
+    rho = np.clip(c1 / bz, -0.9, 0.9)
+    v = np.maximum(c0 - bz * (1.0 - np.sqrt(1.0 - rho * rho)), 0.05 * c0)
+    out = np.zeros((S, 5))
+    out[:, 0], out[:, 1] = np.log(v), np.log(bz)
     return out
 
 
@@ -410,16 +429,12 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
     prev_by_exp = {s.expiry_ns: s.smile for s in prev.smiles} if prev is not None else {}
 
     u = np.zeros((n, 5 + nb))
-    u0 = np.zeros((n, 5))
+    u0 = _prior_centres(usable, scales)
     tau = np.tile(_TAU, (n, 1))
     tau_c = np.array([cfg.spline_tau if s.n_targets >= cfg.spline_min_quotes else _TAU_OFF for s in usable])
     knots = [_knots(sl, scales[i], nb) if nb else (0.0, 1.0) for i, sl in enumerate(usable)]
-    cold_rows, cold_starts = [], []
+    cold_rows: list[int] = []
     for i, sl in enumerate(usable):
-        m = sl.fitted
-        c0, c1, c2 = _quadratic(sl.k[m] / scales[i], sl.target[m] ** 2 * sl.t, 1.0 / sl.unc[m] ** 2)
-        u0[i] = _starts(c0, c1, c2)[1]
-        u0[i, 2:4] = 0.0
         old = prev_by_exp.get(sl.expiry_ns)
         if old is not None:
             u[i, :5] = _u_from_svi(old.svi, scales[i])
