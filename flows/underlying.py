@@ -18,10 +18,12 @@ from flows.aux import SurfaceUpdate
 from flows.config import AppConfig
 from flows.records import SCHEMA, iso, record_id, score_record
 from model.baselines.ewma import EWMA
+from model.baselines.garch_live import LiveGARCH
 from model.baselines.har import HARRV
 from model.features import FeatureRow
 from model.mempool import MempoolRow
 from model.forecaster import Forecaster, HorizonForecast, step_rv
+from model.horizons import MINUTE_NS
 from model.nn.infer import METHOD as ATTENTION
 from model.nn.inputs import Window, WindowBuilder
 from model.nn.spec import ModelSpec
@@ -63,6 +65,8 @@ class UnderlyingState:
         self.primary = instruments[0] if instruments else None
         # Preference order after the attention model: the first method with an ok forecast fills a horizon.
         self.forecasters: list[Forecaster] = [HARRV(cadence_ns=cfg.cadence_ns), EWMA(cadence_ns=cfg.cadence_ns)]
+        if MINUTE_NS % cfg.cadence_ns == 0:  # GARCH runs on 1-minute bars of whole steps
+            self.forecasters.append(LiveGARCH(cadence_ns=cfg.cadence_ns))
         self.horizons = self.forecasters[0].horizons
         self.inputs: dict[str, dict[str, Any]] = {
             iid: {"synced": False, "last_ts_ns": None} for iid in instruments

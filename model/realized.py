@@ -28,7 +28,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from model.horizons import DAY_NS, MINUTE_NS, SECOND_NS
+from model.horizons import DAY_NS, MINUTE_NS, SECOND_NS, Horizon
 
 YEAR_NS = 365 * DAY_NS
 
@@ -228,3 +228,92 @@ class MaturingQueue(Generic[P]):
         while self._items and self._items[0][0] + self.horizon_ns <= now_ns:
             out.append(self._items.popleft())
         return out
+
+
+class RealizedTargets(Generic[P]):
+    """Payloads queued at sampled step ends, each handed back with the variance realized over ``(t, t + h]``.
+
+    What online learners of a forecast's error need (the residual quantiles of
+    :class:`model.baselines.garch_live.LiveGARCH`): a payload queued at ``t`` for
+    horizon ``h`` comes back from :meth:`push` only once the step at ``t + h`` has
+    been pushed, so nothing learned from it can reach a forecast made before
+    ``t + h``. The realized variance is the sum of the observed step variances
+    rescaled by coverage (``rv / coverage``, as the scorer builds its targets); a
+    window with less than ``min_coverage`` of its steps observed, or no variance,
+    is dropped and counted in ``unscorable``.
+
+    Parameters
+    ----------
+    horizons : tuple of Horizon
+        Horizons payloads may be queued for; multiples of ``sample_every_ns``.
+    cadence_ns : int
+        Step length of :meth:`push`; must divide one minute (the RV bucket).
+    sample_every_ns : int
+        Only step ends that are multiples of this are queued: consecutive
+        forecasts of one window share almost all of it, so more add cost, not
+        information.
+    min_coverage : float
+        Observed fraction of a target window needed to use it.
+
+    >>> from model.horizons import Horizon
+    >>> t = RealizedTargets((Horizon.parse("2s"),), cadence_ns=SECOND_NS, sample_every_ns=SECOND_NS)
+    >>> t.push(SECOND_NS, 1e-8), t.add(SECOND_NS, "2s", "f1")
+    ([], True)
+    >>> t.push(2 * SECOND_NS, 1e-8)
+    []
+    >>> [(h, ts, p, round(rv, 12)) for h, ts, p, rv in t.push(3 * SECOND_NS, 3e-8)]
+    [('2s', 1000000000, 'f1', 4e-08)]
+    """
+
+    def __init__(
+        self,
+        horizons: tuple[Horizon, ...],
+        cadence_ns: int = SECOND_NS,
+        sample_every_ns: int = MINUTE_NS,
+        min_coverage: float = 0.8,
+    ) -> None:
+        if not horizons:
+            raise ValueError("RealizedTargets needs at least one horizon")
+        if sample_every_ns <= 0 or sample_every_ns % cadence_ns:
+            raise ValueError(
+                f"sample_every_ns ({sample_every_ns}) must be a positive multiple of cadence_ns ({cadence_ns})"
+            )
+        for h in horizons:
+            if h.ns % sample_every_ns:
+                raise ValueError(f"horizon {h.name} must be a multiple of sample_every_ns ({sample_every_ns})")
+        if not 0.0 < min_coverage <= 1.0:
+            raise ValueError(f"min_coverage must be in (0, 1], got {min_coverage}")
+        self.horizons = {h.name: h for h in horizons}
+        self.sample_every_ns = sample_every_ns
+        self.min_coverage = min_coverage
+        self.unscorable = 0
+        longest = max(h.ns for h in horizons)
+        # A target is read when it matures; an hour of margin covers a gap in the steps.
+        self._history = RVHistory(cadence_ns, coarse_span_ns=max(-(-longest // MINUTE_NS) + 60, 15) * MINUTE_NS)
+        self._pending: dict[str, MaturingQueue[P]] = {
+            h.name: MaturingQueue(h.ns, maxlen=h.ns // sample_every_ns + 2) for h in horizons
+        }
+
+    def push(self, ts_ns: int, rv_step: float | None) -> list[tuple[str, int, P, float]]:
+        """Record the step ending at ``ts_ns`` (None: unobserved); return the ``(horizon, t, payload, var)`` matured."""
+        self._history.push(ts_ns, rv_step)
+        out = []
+        for name, h in self.horizons.items():
+            for t, payload in self._pending[name].pop_matured(ts_ns):
+                rv, coverage = self._history.trailing(h.ns, end_ns=t + h.ns)
+                if coverage >= self.min_coverage and rv > 0.0:
+                    out.append((name, t, payload, rv / coverage))
+                else:
+                    self.unscorable += 1
+        return out
+
+    def add(self, ts_ns: int, horizon: str, payload: P) -> bool:
+        """Queue ``payload`` made at step end ``ts_ns`` for ``horizon`` if ``ts_ns`` is sampled; whether it was."""
+        if ts_ns % self.sample_every_ns:
+            return False
+        self._pending[horizon].add(ts_ns, payload)
+        return True
+
+    def pending(self, horizon: str) -> int:
+        """Queued payloads of ``horizon`` still waiting for their window to end."""
+        return len(self._pending[horizon])

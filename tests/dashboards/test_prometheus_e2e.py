@@ -43,7 +43,7 @@ EXPECTED_VALUES = {
     "tenor": {"1d", "7d", "14d", "30d", "60d", "90d", "180d"},
     "delta": {"10P", "25P", "ATM", "25C", "10C"},
     "horizon": {"5m", "15m", "1h", "4h"},
-    "method": {"ewma", "har_rv", "ar1"},
+    "method": {"ewma", "har_rv", "garch", "ar1"},
     "state": {"disconnected", "buffering", "synced", "resyncing", "error"},
     "transport": {"websocket", "rest"},
     "outcome": {"ok", "failed"},
