@@ -196,16 +196,25 @@ def _ws_url(url: str, command: str) -> str:
     return url
 
 
+def _chain_feed(venue: str, url: str | None, track_mempool: bool, url_flag: str, command: str) -> AnyFeed | None:
+    """The Ethereum node or mempool.space feed of ``record``/``tap``; None for an exchange venue."""
+    if venue == "ethereum":
+        if url is None:
+            raise ConfigError(f"{command} needs {url_flag} ws://HOST:PORT: your node's websocket "
+                              "(public endpoints need a key)")
+        return EthereumFeed(ws_url=url)
+    if venue == "bitcoin":
+        return BitcoinFeed(track_mempool=track_mempool, **({"ws_url": url} if url else {}))
+    return None
+
+
 def _record_feed(args: argparse.Namespace) -> AnyFeed:
     """The feed ``volcast record`` captures, checked like a config's."""
-    ws_url = _ws_url(args.ws_url, f"record --venue {args.venue}") if args.ws_url else None
-    if args.venue == "ethereum":
-        if ws_url is None:
-            raise ConfigError("record --venue ethereum needs --ws-url ws://HOST:PORT: your node's websocket "
-                              "(public endpoints need a key)")
-        return EthereumFeed(ws_url=ws_url)
-    if args.venue == "bitcoin":
-        return BitcoinFeed(track_mempool=args.track_mempool, **({"ws_url": ws_url} if ws_url else {}))
+    command = f"record --venue {args.venue}"
+    ws_url = _ws_url(args.ws_url, command) if args.ws_url else None
+    chain = _chain_feed(args.venue, ws_url, args.track_mempool, "--ws-url", command)
+    if chain is not None:
+        return chain
     if not args.symbols:
         raise ConfigError("record --venue binance needs --symbols, e.g. btcusdt,ethusdt")
     return _feed_for(args, ws_url, args.rest_url)
@@ -233,13 +242,9 @@ def _tap_feed(args: argparse.Namespace) -> AnyFeed:
     url = _ws_url(args.url, f"tap {args.venue}") if args.url else None
     if args.venue == "deribit":
         return DeribitFeed(currencies=_split(args.currencies), kinds=_split(args.kinds), ws_url=url)
-    if args.venue == "ethereum":
-        if url is None:
-            raise ConfigError("tap ethereum needs --url ws://HOST:PORT: your node's websocket "
-                              "(public endpoints need a key)")
-        return EthereumFeed(ws_url=url)
-    if args.venue == "bitcoin":
-        return BitcoinFeed(track_mempool=args.track_mempool, **({"ws_url": url} if url else {}))
+    chain = _chain_feed(args.venue, url, args.track_mempool, "--url", f"tap {args.venue}")
+    if chain is not None:
+        return chain
     rest = args.rest_url or (url.replace("ws://", "http://").replace("wss://", "https://") if url else None)
     return _feed_for(args, url, rest)
 
