@@ -18,6 +18,7 @@ from flows.aux import SurfaceUpdate
 from flows.config import AppConfig
 from flows.records import SCHEMA, iso, record_id, score_record
 from model.baselines.ewma import EWMA
+from model.calibration import Calibrated, QuantileCalibrator
 from model.baselines.garch_live import LiveGARCH
 from model.baselines.har import HARRV
 from model.features import FeatureRow
@@ -65,8 +66,13 @@ class UnderlyingState:
         self.primary = instruments[0] if instruments else None
         # Preference order after the attention model: the first method with an ok forecast fills a horizon.
         self.forecasters: list[Forecaster] = [HARRV(cadence_ns=cfg.cadence_ns), EWMA(cadence_ns=cfg.cadence_ns)]
-        if MINUTE_NS % cfg.cadence_ns == 0:  # GARCH runs on 1-minute bars of whole steps
+        # GARCH's bars and the calibrators' outcome samples are minutes made of whole steps.
+        if MINUTE_NS % cfg.cadence_ns == 0:
             self.forecasters.append(LiveGARCH(cadence_ns=cfg.cadence_ns))
+            # Each baseline's q10/q50/q90 recalibrated online from its matured outcomes.
+            self.forecasters = [
+                Calibrated(f, QuantileCalibrator(f.horizons, cadence_ns=cfg.cadence_ns)) for f in self.forecasters
+            ]
         self.horizons = self.forecasters[0].horizons
         self.inputs: dict[str, dict[str, Any]] = {
             iid: {"synced": False, "last_ts_ns": None} for iid in instruments
