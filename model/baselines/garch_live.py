@@ -161,6 +161,7 @@ class LiveGARCH:
         self._bar_return, self._bar_returns_seen = 0.0, 0
         self._bar_rv, self._bar_rvs_seen = 0.0, 0
         self._returns: deque[float] = deque(maxlen=window_bars)  # closed bars' returns, NaN where unobserved
+        self._observed = 0  # bars in _returns that are not NaN (counted, not recounted per step)
         self._rvs: deque[float] = deque(maxlen=window_bars)  # their coverage-rescaled 1 s RV, NaN likewise
         self._bars_since_refit = 0
         self.fit: GarchFit | None = None
@@ -225,7 +226,10 @@ class LiveGARCH:
         need = self.min_bar_coverage * self._steps_per_bar
         r = self._bar_return if self._bar_returns_seen >= need else math.nan
         rv = self._bar_rv * self._steps_per_bar / self._bar_rvs_seen if self._bar_rvs_seen >= need else math.nan
+        if len(self._returns) == self.window_bars and not math.isnan(self._returns[0]):
+            self._observed -= 1  # the oldest bar leaves the window
         self._returns.append(r)
+        self._observed += not math.isnan(r)
         self._rvs.append(rv)
         self._bar_return, self._bar_returns_seen, self._bar_rv, self._bar_rvs_seen = 0.0, 0, 0.0, 0
         if self.fit is not None:
@@ -233,9 +237,6 @@ class LiveGARCH:
         self._bars_since_refit += 1
         if self._bars_since_refit >= self.refit_every_bars or self.fit is None:
             self._refit()
-
-    def _observed_bars(self) -> int:
-        return sum(1 for r in self._returns if not math.isnan(r))
 
     def _refit(self) -> None:
         returns = np.fromiter(self._returns, dtype=np.float64)
@@ -276,7 +277,7 @@ class LiveGARCH:
         if self.fit is None:
             why = self._fit_error or (
                 f"garch needs {self.min_bars} {format_duration(self.bar_ns)} returns for its first fit, "
-                f"has {self._observed_bars()}"
+                f"has {self._observed}"
             )
             return [HorizonForecast.warming_up(h, self.name, why) for h in self.horizons]
         common = [self._fit_error] if self._fit_error else []
