@@ -239,6 +239,8 @@ class MempoolFeatures:
         if self._clock is not None and ts_ns <= self._clock:
             return []
         self._clock = ts_ns
+        if self._step_end is not None and ts_ns < self._step_end:
+            return []  # still in the open step: the common case, per transaction
         end = (ts_ns // self.cadence_ns + 1) * self.cadence_ns
         if self._step_end is None:
             self._step_end = end
