@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, prometheus, stat, statetimeline, timeseries
@@ -17,6 +18,7 @@ from grafana_foundation_sdk.builders.dashboard import (
     Dashboard,
     DatasourceVariable,
     QueryVariable,
+    Row,
     ThresholdsConfig,
 )
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
@@ -62,6 +64,11 @@ def _targets(panel: Any, targets: list[prometheus.Dataquery]) -> None:
         panel.with_target(t.ref_id(chr(ord("A") + i)))
 
 
+def framed(panel: Any, ids: Panels, title: str, description: str, w: int, h: int) -> Any:
+    """What every panel sets: its id, title, description, data source and size."""
+    return panel.id(ids.next_id()).title(title).description(description).datasource(DS).span(w).height(h)
+
+
 def thresholds(*steps: tuple[float | None, str]) -> ThresholdsConfig:
     """Absolute thresholds, the first with value None (the base colour)."""
     return ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps(
@@ -83,14 +90,8 @@ def ts(
 ) -> timeseries.Panel:
     """A time series panel with a table legend (last, max) under it."""
     p = (
-        timeseries.Panel()
-        .id(ids.next_id())
-        .title(title)
-        .description(description)
-        .datasource(DS)
+        framed(timeseries.Panel(), ids, title, description, w, h)
         .unit(unit)
-        .span(w)
-        .height(h)
         .fill_opacity(fill)
         .line_width(1)
         .legend(
@@ -121,14 +122,8 @@ def bars(
 ) -> bargauge.Panel:
     """Horizontal bars of the latest value of each series (instant queries)."""
     p = (
-        bargauge.Panel()
-        .id(ids.next_id())
-        .title(title)
-        .description(description)
-        .datasource(DS)
+        framed(bargauge.Panel(), ids, title, description, w, h)
         .unit(unit)
-        .span(w)
-        .height(h)
         .orientation(VizOrientation.HORIZONTAL)
         .display_mode(BarGaugeDisplayMode.GRADIENT)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
@@ -152,14 +147,8 @@ def stat_panel(
 ) -> stat.Panel:
     """Latest value per series, coloured by thresholds."""
     p = (
-        stat.Panel()
-        .id(ids.next_id())
-        .title(title)
-        .description(description)
-        .datasource(DS)
+        framed(stat.Panel(), ids, title, description, w, h)
         .unit(unit)
-        .span(w)
-        .height(h)
         .thresholds(steps)
         .reduce_options(ReduceDataOptions().calcs(["lastNotNull"]).values(False))
     )
@@ -179,19 +168,32 @@ def timeline(
 ) -> statetimeline.Panel:
     """A state timeline: one lane per series, coloured by thresholds."""
     p = (
-        statetimeline.Panel()
-        .id(ids.next_id())
-        .title(title)
-        .description(description)
-        .datasource(DS)
-        .span(w)
-        .height(h)
+        framed(statetimeline.Panel(), ids, title, description, w, h)
         .thresholds(steps)
         .show_value(VisibilityMode.NEVER)
         .merge_values(True)
     )
     _targets(p, targets)
     return p
+
+
+def with_sections(
+    dash: Dashboard,
+    ids: Panels,
+    sections: list[tuple[str, Callable[[Panels], list[Any]]]],
+    pending: list[tuple[str, str, Callable[[Panels], Any]]],
+    include_pending: bool,
+) -> Dashboard:
+    """A row per section with its panels, then, for the pending view, the panels whose metrics have no values yet."""
+    for title, panels in sections:
+        dash = dash.with_row(Row(title))
+        for p in panels(ids):
+            dash = dash.with_panel(p)
+    if include_pending:
+        dash = dash.with_row(Row("Not shipped yet: metrics defined, no values today"))
+        for _title, _why, make in pending:
+            dash = dash.with_panel(make(ids))
+    return dash
 
 
 def datasource_variable() -> DatasourceVariable:

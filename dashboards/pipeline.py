@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 
 from dashboards.common import (
     Panels,
@@ -22,6 +22,7 @@ from dashboards.common import (
     thresholds,
     timeline,
     ts,
+    with_sections,
 )
 
 UID = "volcast-pipeline"
@@ -276,12 +277,5 @@ def build(include_pending: bool = False) -> Dashboard:
         .with_variable(datasource_variable())
         .with_variable(label_variable("job", "Job", "volcast_feed_messages_total", include_all=True))
     )
-    for title, panels in (("Feeds", _feeds), ("Books", _books), ("Latency and compute", _latency)):
-        dash = dash.with_row(Row(title))
-        for p in panels(ids):
-            dash = dash.with_panel(p)
-    if include_pending:
-        dash = dash.with_row(Row("Not shipped yet: metrics defined, no values today"))
-        for _title, _why, make in PENDING:
-            dash = dash.with_panel(make(ids))
-    return dash
+    sections = [("Feeds", _feeds), ("Books", _books), ("Latency and compute", _latency)]
+    return with_sections(dash, ids, sections, PENDING, include_pending)

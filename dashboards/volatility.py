@@ -14,19 +14,20 @@ from collections.abc import Callable
 from typing import Any
 
 from grafana_foundation_sdk.builders import table
-from grafana_foundation_sdk.builders.dashboard import Dashboard, Row
+from grafana_foundation_sdk.builders.dashboard import Dashboard
 from grafana_foundation_sdk.models.dashboard import DataTransformerConfig
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from dashboards.common import (
-    DS,
     Panels,
     bars,
     datasource_variable,
+    framed,
     label_variable,
     new_dashboard,
     query,
     ts,
+    with_sections,
 )
 
 UID = "volcast-volatility"
@@ -131,17 +132,16 @@ def _scores(ids: Panels) -> list[Any]:
 
 def _surface_matrix(ids: Panels) -> Any:
     p = (
-        table.Panel()
-        .id(ids.next_id())
-        .title("IV surface, tenor x delta ($chain)")
-        .description(
+        framed(
+            table.Panel(),
+            ids,
+            "IV surface, tenor x delta ($chain)",
             "Implied vol of the fitted arbitrage-free SVI surface on the tenor x delta grid (forward "
-            "Black-76 deltas, ATM = forward; tenors only where the chain reaches)."
+            "Black-76 deltas, ATM = forward; tenors only where the chain reaches).",
+            w=12,
+            h=9,
         )
-        .datasource(DS)
         .unit("percentunit")
-        .span(12)
-        .height(9)
         .with_target(
             query(f"volcast_surface_iv{{{C}}}", instant=True).format(PromQueryFormat.TABLE).ref_id("A")
         )
@@ -275,17 +275,9 @@ def build(include_pending: bool = False) -> Dashboard:
             label_variable("chain", "Option chain", "volcast_surface_atm_iv", current="BTC", of_label="underlying")
         )
     )
-    dash = dash.with_row(Row("Realized volatility forecasts"))
-    for p in _forecasts(ids):
-        dash = dash.with_panel(p)
-    dash = dash.with_row(Row("Online scores (rolling 24 h)"))
-    for p in _scores(ids):
-        dash = dash.with_panel(p)
-    dash = dash.with_row(Row("Implied-volatility surface (live nowcast)"))
-    for p in _surface(ids):
-        dash = dash.with_panel(p)
-    if include_pending:
-        dash = dash.with_row(Row("Not shipped yet: metrics defined, no values today"))
-        for _title, _why, make in PENDING:
-            dash = dash.with_panel(make(ids))
-    return dash
+    sections = [
+        ("Realized volatility forecasts", _forecasts),
+        ("Online scores (rolling 24 h)", _scores),
+        ("Implied-volatility surface (live nowcast)", _surface),
+    ]
+    return with_sections(dash, ids, sections, PENDING, include_pending)
