@@ -11,8 +11,9 @@ subscription id was which subscription, and the node's answers and notifications
   / ``["newHeads"]`` -> a subscription id of this client (``0x`` + 32 hex digits, fresh
   per subscription as on geth), then an ``eth_subscription`` notification with that id
   for every recorded one of the kind from the replay position on. The first
-  subscription starts the server's clock :data:`START_GRACE_S` later, so that the
-  subscriptions a client sends together (one request each) all see the first frame.
+  subscription starts the server's clock a moment later
+  (:data:`~connectors.replay.clients.START_GRACE_S`), so that the subscriptions a
+  client sends together (one request each) all see the first frame.
   Pending transactions go out as recorded:
   the full object when the recording holds it and the client asked with ``true``,
   else the hash (a hash-only recording stays hashes: the client looks them up).
@@ -35,21 +36,19 @@ client is closed with 1000 ``end of recording``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Callable, Iterator
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from connectors.record.frames import Frame
+from connectors.replay.clients import ReplayClients
 
 log = logging.getLogger(__name__)
 
 PATH = "/"
-START_GRACE_S = 0.2  # from the first subscription to the start of the clock
 PENDING = "newPendingTransactions"
 HEADS = "newHeads"
 KINDS = (PENDING, HEADS)
@@ -313,45 +312,23 @@ class EthereumReplay:
     recordings
         What the scan found of an Ethereum node in the recordings.
     start
-        Called :data:`START_GRACE_S` after the first subscription (starts the server's clock).
+        Starts the server's clock (called shortly after the first subscription).
     """
 
     def __init__(self, recordings: EthereumRecordings, start: Callable[[], None]) -> None:
         self.recordings = recordings
-        self._start = start
-        self._starting = False
         self._sessions = RecordedSessions()  # followed anew at replay time
-        self.clients: dict[ServerConnection, tuple[EthereumClient, asyncio.Lock]] = {}
+        self._clients: ReplayClients[EthereumClient] = ReplayClients(start)
 
     async def play(self, frame: Frame) -> None:
         """A frame of a recorded node connection at its replay time."""
         for rec in self._sessions.route(frame):
             if rec.kind == "lookup":
                 continue  # answers to the recording client only
-            for ws, (client, lock) in list(self.clients.items()):
-                try:
-                    # Under the lock: nothing goes out for a subscription once its
-                    # eth_unsubscribe has been answered.
-                    async with lock:
-                        note = client.notify(rec)
-                        if note is not None:
-                            await ws.send(note.decode())
-                except ConnectionClosed:
-                    self.clients.pop(ws, None)
+            # Nothing goes out for a subscription once its eth_unsubscribe has been answered.
+            await self._clients.broadcast(lambda client, rec=rec: client.notify(rec))
 
     async def serve(self, ws: ServerConnection) -> None:
         """Answer one client's requests until it or the server closes the connection."""
-        client, lock = EthereumClient(self.recordings), asyncio.Lock()
-        self.clients[ws] = (client, lock)
-        try:
-            async for message in ws:
-                # Under the lock: a new subscription's id goes out before its first notification.
-                async with lock:
-                    await ws.send(client.answer(message).decode())
-                if client.subscriptions and not self._starting:
-                    self._starting = True
-                    asyncio.get_running_loop().call_later(START_GRACE_S, self._start)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.clients.pop(ws, None)
+        await self._clients.serve(ws, EthereumClient(self.recordings), lambda c, m: [c.answer(m)],
+                                  lambda c: bool(c.subscriptions))

@@ -12,7 +12,8 @@ protocols.md §4.3):
   ``blocks``; ``mempool-blocks``; ``mempoolInfo``, ``vBytesPerSecond``, ``fees``, ``da``
   for ``stats``. ``{"track-mempool":true|false}`` and ``{"track-mempool-txids":...}``
   switch the per-transaction streams. The first want or track starts the clock
-  :data:`START_GRACE_S` later (a client sends its want and its track one after the other).
+  :data:`~connectors.replay.clients.START_GRACE_S` later (a client sends its want and
+  its track one after the other).
 * ``{"action":"init"}`` -> every latest replayed member in one message (once blocks
   were replayed); ``{"action":"ping"}`` -> ``{"pong": true}``.
 * Each replayed message goes to a client with the members it subscribed to: ``block``
@@ -33,15 +34,14 @@ with 1000 ``end of recording``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import msgspec
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
 
 from connectors.record.detect import MEMPOOL_SPACE_PATH
+from connectors.replay.clients import ReplayClients
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ STATE_MEMBERS = frozenset({
     "backend", "backendInfo", "blocks", "conversions", "da", "fees", "loadingIndicators",
     "mempool-blocks", "mempoolInfo", "rbfSummary", "transactions", "vBytesPerSecond",
 })
-START_GRACE_S = 0.2  # from the first want or track to the start of the clock
 INITIAL_BLOCKS = 8  # the backend's MEMPOOL.INITIAL_BLOCKS_AMOUNT default: blocks kept for a new want
 _ANSWERS_TO_WANT = {
     "blocks": ("blocks",),
@@ -193,14 +192,12 @@ class MempoolSpaceReplay:
     Parameters
     ----------
     start
-        Called :data:`START_GRACE_S` after the first want or track (starts the server's clock).
+        Starts the server's clock (called shortly after the first want or track).
     """
 
     def __init__(self, start: Callable[[], None]) -> None:
-        self._start = start
-        self._starting = False
         self.state = SocketState()
-        self.clients: dict[ServerConnection, tuple[MempoolSpaceClient, asyncio.Lock]] = {}
+        self._clients: ReplayClients[MempoolSpaceClient] = ReplayClients(start)
         self._not_replayed: set[str] = set()  # members logged once as answers to the recording client
 
     async def play(self, payload: bytes) -> None:
@@ -211,33 +208,10 @@ class MempoolSpaceReplay:
         for key in members.keys() - MEMBER_SUBSCRIPTION.keys() - self._not_replayed:
             self._not_replayed.add(key)
             log.info("mempool.space: %r answered the recording client's own request; not replayed", key)
-        for ws, (client, lock) in list(self.clients.items()):
-            try:
-                async with lock:  # the subscriptions as of the client's last answered message
-                    out = client.select(members, payload)
-                    if out is not None:
-                        await ws.send(out.decode())
-            except ConnectionClosed:
-                self.clients.pop(ws, None)
+        # Each client's subscriptions as of its last answered message.
+        await self._clients.broadcast(lambda client: client.select(members, payload))
 
     async def serve(self, ws: ServerConnection) -> None:
         """Answer one client's messages until it or the server closes the connection."""
-        client, lock = MempoolSpaceClient(), asyncio.Lock()
-        self.clients[ws] = (client, lock)
-        try:
-            async for message in ws:
-                try:
-                    # Under the lock: an answer to a new want goes out before the next push.
-                    async with lock:
-                        for out in client.answer(message, self.state):
-                            await ws.send(out.decode())
-                except msgspec.DecodeError:
-                    await ws.close(1008, "invalid JSON")
-                    return
-                if client.subscriptions and not self._starting:
-                    self._starting = True
-                    asyncio.get_running_loop().call_later(START_GRACE_S, self._start)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.clients.pop(ws, None)
+        await self._clients.serve(ws, MempoolSpaceClient(), lambda c, m: c.answer(m, self.state),
+                                  lambda c: bool(c.subscriptions))
