@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml setup.py connectors/book/_l2fast.pyx
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip setuptools wheel
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# the surface engine's numba kernels, compiled once into their on-disk cache (about 20 s)
+	$(BIN)/python -c 'import model.surface; model.surface.precompile()'
 	touch $@
 
 install: $(STAMP)

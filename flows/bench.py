@@ -256,14 +256,18 @@ def render_text(results: dict[str, Any]) -> str:
     lines += ["", "Pending Ethereum transactions through parse + mempool features (SYNTHETIC notifications)",
               f"  {mp['tx_per_s']:,} tx/s ({mp['transactions']:,} transactions, {mp['feature_rows']:,} rows)"]
     surf = results["surface"]
-    lines += ["", f"Surface refit, real Deribit BTC chain ({surf['chain']['options']} options), best ms"]
+    lines += ["", f"Surface refit, real Deribit BTC chain ({surf['chain']['options']} options; and each expiry "
+                  "also copied to +12 h), best ms: cold, warm from the same chain, warm from the chain N s earlier"]
+
+    def warm(r: dict) -> str:
+        return "   ".join([f"same {r['warm_same']['best_ms']}"]
+                          + [f"{lag} {c['best_ms']}" for lag, c in r.get("warm_stream", {}).items()])
+
     for backend, r in surf["backends"].items():
-        if "error" in r:
-            lines.append(f"  {backend:<6} {r['error']}")
-            continue
-        warm = r.get("warm_stream", r["warm_same"])
-        lines.append(f"  {backend:<6} cold {r['cold']['best_ms']:>8} ms   warm {warm['best_ms']:>8} ms   "
+        rep = r["replicated"]
+        lines.append(f"  {backend:<6} {r['cold']['options']:>4} options: cold {r['cold']['best_ms']} ms   warm {warm(r)}   "
                      f"first call {r['first_call_ms']} ms")
+        lines.append(f"  {'':<6} {rep['cold']['options']:>4} options: cold {rep['cold']['best_ms']} ms   warm {warm(rep)}")
     sinks = results["sinks"]
     lines += ["", f"Sinks: records/s ({sinks['records']:,} records of ~{sinks['record_bytes']} bytes)"]
     for name, r in sinks["sinks"].items():

@@ -16,7 +16,8 @@ Conventions (docs/surface.md has the full story):
 
 Public API: :func:`fit_surface`, :class:`SurfaceFitter` (streaming, warm-started),
 :func:`report` / :func:`report_fit` (the ``volcast surface --json`` document),
-:func:`plot`, :func:`resample`, :class:`FitConfig`, :class:`OptionQuote`.
+:func:`plot`, :func:`resample`, :class:`FitConfig`, :class:`OptionQuote`, :func:`precompile`
+(compiles the kernels of the default engine once; ``make install`` runs it).
 
 >>> report([], now_ns=0)["status"]
 'empty: no quotes'
@@ -24,7 +25,7 @@ Public API: :func:`fit_surface`, :class:`SurfaceFitter` (streaming, warm-started
 
 from connectors.events import OptionQuote
 from model.surface.config import FitConfig
-from model.surface.fit import SmileFit, SurfaceFit, SurfaceFitter, arbitrage_counts, fit_surface
+from model.surface.fit import SmileFit, SurfaceFit, SurfaceFitter, arbitrage_counts, fit_surface, precompile
 from model.surface.grid import DELTAS, TENORS_DAYS, resample
 from model.surface.plot import plot
 from model.surface.report import CONVENTIONS, render_text, report, report_fit
@@ -34,5 +35,5 @@ from model.surface.svi import SVIParams
 __all__ = [
     "OptionQuote", "FitConfig", "SmileFit", "SurfaceFit", "SurfaceFitter", "fit_surface", "arbitrage_counts",
     "DELTAS", "TENORS_DAYS", "resample", "plot", "CONVENTIONS", "report", "report_fit", "render_text", "Smile",
-    "SVIParams",
+    "SVIParams", "precompile",
 ]

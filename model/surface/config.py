@@ -40,7 +40,8 @@ class FitConfig(msgspec.Struct, frozen=True, kw_only=True):
     calendar_margin: float = 1e-4  # the fit keeps w_T2 - w_T1 >= this x ATM variance of T2
     sparse_quotes: int = 5  # fewer fitted quotes than this: shape borrowed from a neighbour
     # solver
-    backend: Literal["numpy", "jax"] = "numpy"  # jax: jitted kernel, compiles once per shape bucket
+    # numba: the compiled kernel (cached on disk after the first compile); numpy: the readable reference
+    backend: Literal["numba", "numpy"] = "numba"
     cold_iterations: int = 60
     warm_iterations: int = 25
     tol: float = 1e-5  # relative cost decrease that ends the Levenberg-Marquardt loop
@@ -55,8 +56,8 @@ class FitConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"robust_scale must be > 0, got {self.robust_scale}")
         if self.method not in ("svi_spline", "svi"):
             raise ValueError(f"method must be 'svi_spline' or 'svi', got {self.method!r}")
-        if self.backend not in ("numpy", "jax"):
-            raise ValueError(f"backend must be 'numpy' or 'jax', got {self.backend!r}")
+        if self.backend not in ("numba", "numpy"):
+            raise ValueError(f"backend must be 'numba' or 'numpy', got {self.backend!r}")
         if self.spline_basis < 0 or self.spline_tau <= 0:
             raise ValueError("spline_basis must be >= 0 and spline_tau > 0")
         if self.cold_iterations < 1 or self.warm_iterations < 1:

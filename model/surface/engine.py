@@ -27,8 +27,11 @@ quote's IV half-spread):
 - prior: ``(u - u0) / tau`` on the SVI part (weak: it only decides what the quotes
   leave free), ``gamma / tau_c`` and second differences of ``gamma`` over ``tau_s``.
 
-Across expiries a calendar block ``sqrt(lam_c) * max(0, w_T1(k) - w_T2(k) + margin) / s_T2^2``
-couples consecutive smiles; with it the solve is one joint system.
+Across expiries a calendar block ``sqrt(lam_c) * max(0, (w_T1(k) - w_T2(k)) / s_T2^2 + margin + shift)``
+couples consecutive smiles; with it the solve is one joint system. ``shift`` (per point,
+zero by default) is the augmented-Lagrangian multiplier over ``lam_c`` (Nocedal & Wright
+2006, 17.4): the caller raises it where a solution still breaks the constraint, which
+holds the constraint without driving ``lam_c`` (and the conditioning) up.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ RHO_MAX = 0.999
 LAM_G = 1.0e3  # butterfly penalty weight per grid point
 LAM_L = 1.0e4  # Lee bound penalty weight
 LEE_MARGIN = 1e-3
+SEEN_BAND = 0.1  # a calendar row found active stays in the Gauss-Newton model while d > -this x s_T2^2
 _W_TINY = 1e-12
 
 
@@ -72,53 +76,18 @@ def cardinal_bspline(tau: np.ndarray, deriv: int = 0) -> np.ndarray:
     return out
 
 
-def bspline_basis3(x: np.ndarray, lo: float | np.ndarray, h: float | np.ndarray,
-                   nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`bspline_basis` for derivatives 0, 1 and 2 at once (shared knot-interval work).
-
-    >>> x = np.linspace(-1.0, 3.0, 9)
-    >>> all(np.allclose(a, bspline_basis(x, 0.0, 0.5, 5, d)) for d, a in enumerate(bspline_basis3(x, 0.0, 0.5, 5)))
-    True
-    """
-    x = np.asarray(x, dtype=np.float64)
-    h = np.broadcast_to(h, x.shape)  # per-point spacing: rows may have their own knots
-    tau = ((x - lo) / h).reshape(-1)
-    h = h.reshape(-1)
-    i = np.floor(tau)
-    u = tau - i
-    u2 = u * u
-    u3 = u2 * u
-    v = 1.0 - u
-    m = u.size
-    ii = np.clip(i, -4, nb + 3).astype(np.int64) + 3
-    rows = np.arange(m)
-    segs = (
-        (u3 / 6, (-3 * u3 + 3 * u2 + 3 * u + 1) / 6, (3 * u3 - 6 * u2 + 4) / 6, v * v * v / 6),
-        (u2 / 2, (-9 * u2 + 6 * u + 3) / 6, (9 * u2 - 12 * u) / 6, -(v * v) / 2),
-        (u, -3 * u + 1, 3 * u - 2, v),
-    )
-    out = []
-    for d, ss in enumerate(segs):
-        ext = np.zeros((m, nb + 10))
-        scale = 1.0 / h ** d
-        for q, seg in enumerate(ss):
-            ext[rows, ii - q + 3] = seg * scale
-        out.append(ext[:, 6:6 + nb].reshape(x.shape + (nb,)))
-    return out[0], out[1], out[2]
-
-
 def bspline_eval3(x: np.ndarray, lo: np.ndarray, h: np.ndarray,
                   coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``sum_j coef[s, j] B_j(x[s, :])`` and its first two derivatives, for each row ``s`` with its own knots.
 
     ``x`` is ``(S, M)``, ``lo`` and ``h`` are ``(S,)``, ``coef`` is ``(S, nb)``. The same
-    values as ``bspline_basis3(x, lo, h, nb) @ coef``, but only the four coefficients
+    values as ``bspline_basis(x, lo, h, nb, d) @ coef``, but only the four coefficients
     alive on each point's knot interval are gathered, so no ``(S, M, nb)`` basis is
     built: the check grids of every smile are evaluated at the cost of a few array passes.
 
     >>> x = np.linspace(-1.0, 3.0, 9)[None, :]
     >>> c = np.array([[0.3, -0.2, 0.5, 0.1, 0.4]])
-    >>> ref = bspline_basis3(x[0], 0.0, 0.5, 5)
+    >>> ref = [bspline_basis(x[0], 0.0, 0.5, 5, d) for d in range(3)]
     >>> all(np.allclose(v[0], b @ c[0]) for v, b in zip(bspline_eval3(x, np.zeros(1), np.full(1, 0.5), c), ref))
     True
     """
@@ -226,7 +195,8 @@ class Calendar:
     phi_long: np.ndarray  # (P, C, nb)
     ws: np.ndarray  # (P,) s_long^2
     margin: float = 1e-4
-    lam: float = 1.0e3  # penalty weight per point (relative variance deficit); raised by continuation
+    lam: float = 1.0e3  # penalty weight per point (relative variance deficit)
+    shift: np.ndarray | None = None  # (P, C) multiplier estimates over lam (augmented Lagrangian); None: zero
 
 
 def natural(u: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -350,8 +320,18 @@ def residuals(u: np.ndarray, b: Batch, jac: bool = True):
     return r, np.concatenate(jparts, axis=1)
 
 
-def calendar_residuals(u: np.ndarray, b: Batch, cal: Calendar, jac: bool = True):
-    """Calendar rows ``r`` (P, C) and Jacobians wrt the short and the long smile (P, C, 5 + nb)."""
+def calendar_residuals(u: np.ndarray, b: Batch, cal: Calendar, jac: bool = True, seen: np.ndarray | None = None):
+    """Calendar rows ``r`` (P, C) and Jacobians wrt the short and the long smile (P, C, 5 + nb).
+
+    ``seen`` (P, C), when given, is updated in place: rows active here are marked, rows
+    farther than ``SEEN_BAND`` (relative to ``s_T2^2``) from binding are cleared. The
+    Jacobian then also holds the marked rows that are inactive here. The Gauss-Newton
+    model of a hinge ``max(0, d)`` is blind to a row inactive at the current point, so
+    a step that crosses it is rejected, and without the row the next model proposes the
+    same crossing, only shorter (a cascade of rejections, then many steps while the
+    damping relaxes). A marked row has residual 0, so it adds curvature to the model and
+    no gradient: the stationary points are unchanged, only the path to them.
+    """
     nat = natural(u)
     sh, lg = cal.short, cal.long
     s2 = b.s * b.s
@@ -363,12 +343,18 @@ def calendar_residuals(u: np.ndarray, b: Batch, cal: Calendar, jac: bool = True)
     w1, dw1 = side(sh, cal.phi_short)
     w2, dw2 = side(lg, cal.phi_long)
     scale = math.sqrt(cal.lam) / cal.ws[:, None]
-    deficit = w1 - w2 + cal.margin * cal.ws[:, None]
+    offset = cal.margin if cal.shift is None else cal.margin + cal.shift
+    deficit = w1 - w2 + offset * cal.ws[:, None]
     act = deficit > 0
+    in_model = act
+    if seen is not None:
+        seen |= act
+        seen &= deficit >= -SEEN_BAND * cal.ws[:, None]
+        in_model = seen
     r = scale * np.where(act, deficit, 0.0)
     if not jac:
         return r
-    m = (scale * act)[..., None]
+    m = (scale * in_model)[..., None]
     return r, m * dw1, -m * dw2
 
 
@@ -484,10 +470,10 @@ def solve_independent(u: np.ndarray, b: Batch, iterations: int, tol: float) -> t
     return u, c, it
 
 
-def joint_cost(u: np.ndarray, b: Batch, cal: Calendar | None) -> float:
+def joint_cost(u: np.ndarray, b: Batch, cal: Calendar | None, seen: np.ndarray | None = None) -> float:
     total = float(cost(u, b).sum())
     if cal is not None and len(cal.short):
-        r = calendar_residuals(u, b, cal, jac=False)
+        r = calendar_residuals(u, b, cal, jac=False, seen=seen)
         total += float(np.einsum("pc,pc->", r, r))
     return total
 
@@ -498,7 +484,8 @@ def solve_joint(u: np.ndarray, b: Batch, cal: Calendar | None, iterations: int,
     n, P = u.shape
     u = u.copy()
     damp = _Damping(1)
-    c = joint_cost(u, b, cal)
+    seen = np.zeros(cal.k.shape, dtype=bool) if cal is not None else None  # see calendar_residuals
+    c = joint_cost(u, b, cal, seen)
     idx = np.arange(n)
     it = 0
     a = np.zeros((n, P, n, P))
@@ -508,7 +495,7 @@ def solve_joint(u: np.ndarray, b: Batch, cal: Calendar | None, iterations: int,
             delta = _lm_step(flat, g, damp.mu[0], n, P)
             pred = -(2.0 * delta @ g + delta @ flat @ delta)
             u_try = u + delta.reshape(n, P)
-            c_try = joint_cost(u_try, b, cal)
+            c_try = joint_cost(u_try, b, cal, seen)
             ok = math.isfinite(c_try) and c_try < c
             gain = c - c_try if ok else 0.0
             damp.update(np.array([ok]), np.array([gain / max(pred, 1e-300)]))
@@ -524,9 +511,8 @@ def solve_joint(u: np.ndarray, b: Batch, cal: Calendar | None, iterations: int,
         a[idx, :, idx, :] = np.einsum("sri,srj->sij", j, j)
         grad = np.einsum("sri,sr->si", j, r)
         if cal is not None and len(cal.short):
-            rc, j1, j2 = calendar_residuals(u, b, cal)
-            act = np.flatnonzero(rc.any(axis=1))
-            for p in act:  # few pairs are active; a plain loop beats np.add.at here
+            rc, j1, j2 = calendar_residuals(u, b, cal, seen=seen)
+            for p in np.flatnonzero(seen.any(axis=1)):  # few pairs are in the model; a loop beats np.add.at here
                 s1, s2 = cal.short[p], cal.long[p]
                 a[s1, :, s1, :] += j1[p].T @ j1[p]
                 a[s2, :, s2, :] += j2[p].T @ j2[p]
@@ -541,7 +527,7 @@ def solve_joint(u: np.ndarray, b: Batch, cal: Calendar | None, iterations: int,
         delta = _lm_step(flat, g, damp.mu[0], n, P)
         pred = -(2.0 * delta @ g + delta @ flat @ delta)
         u_try = u + delta.reshape(n, P)
-        c_try = joint_cost(u_try, b, cal)
+        c_try = joint_cost(u_try, b, cal, seen)
         ok = math.isfinite(c_try) and c_try < c
         gain = c - c_try if ok else 0.0
         damp.update(np.array([ok]), np.array([gain / max(pred, 1e-300)]))

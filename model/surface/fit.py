@@ -34,14 +34,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from connectors.events import OptionQuote
-from model.surface import engine
+from model.surface import engine, engine_numba
 from model.surface.config import FitConfig
-from model.surface.engine import bspline_basis, bspline_basis3, bspline_eval3
 from model.surface.slices import Slice, build_slices
 from model.surface.smile import Smile
-from model.surface.svi import SVIParams, g_of, ssvi_slice, svi_derivatives
+from model.surface.svi import SVIParams, ssvi_slice
 
-__all__ = ["SmileFit", "SurfaceFit", "SurfaceFitter", "fit_surface", "arbitrage_counts", "check_grid"]
+__all__ = ["SmileFit", "SurfaceFit", "SurfaceFitter", "fit_surface", "arbitrage_counts", "check_grid", "precompile"]
 
 _TAU = np.array([3.0, 3.0, 1.5, 2.0, 2.0])  # prior widths of (ln v, ln b_z, atanh rho, m_z, ln sigma_z)
 _TAU_SPARSE = np.array([3.0, 0.5, 0.4, 0.4, 0.4])  # borrowed shape, level free
@@ -108,8 +107,10 @@ class SurfaceFit:
     status: str = "ok"
     method: str = "svi_spline"
     check_k: np.ndarray = field(default_factory=lambda: np.empty(0))
-    continuation: int = 0  # refinement rounds the constraints needed (warm fits start at that calendar weight)
+    continuation: int = 0  # refinement rounds the constraints needed
     penalty_k: np.ndarray = field(default_factory=lambda: np.empty(0))  # k points added to the penalty grids
+    # calendar multipliers per consecutive expiry pair: (k, shift) where the constraint needed one
+    multipliers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def total_variance(self, k: np.ndarray, t: float) -> np.ndarray:
         """``w(k, t)``: a smile at an expiry, linear in ``t`` in total variance between expiries.
@@ -142,8 +143,8 @@ def check_grid(scales: Sequence[float], k_data_max: float) -> np.ndarray:
     (-1.0, 1.0, 491)
     """
     big = max(1.0, 1.25 * k_data_max)
-    parts = [np.linspace(-big, big, 401)] + [np.linspace(-8.0 * s, 8.0 * s, 161) for s in scales]
-    k = np.unique(np.concatenate(parts))
+    s = np.asarray(scales, dtype=np.float64)
+    k = np.unique(np.concatenate([np.linspace(-big, big, 401), np.linspace(-8.0 * s, 8.0 * s, 161).ravel()]))
     return k[np.abs(k) <= big]
 
 
@@ -166,27 +167,46 @@ def _check(smiles: Sequence[Smile], ts: Sequence[float], k: np.ndarray) -> tuple
     k = np.asarray(k, dtype=np.float64)
     if not smiles:
         return {"butterfly": 0, "calendar": 0}, k[:0]
-    a = np.array([sm.svi.as_tuple() for sm in smiles])
-    w, w1, w2 = svi_derivatives(k[None, :], *(a[:, i:i + 1] for i in range(5)))
-    for nb in {sm.nb for sm in smiles if sm.nb}:  # the spline corrections, all smiles of a size at once
-        rows = np.array([i for i, sm in enumerate(smiles) if sm.nb == nb])
-        k0 = np.array([smiles[i].k0 for i in rows])
-        h = np.array([smiles[i].h for i in rows])
-        coef = np.array([smiles[i].coef for i in rows])
-        for arr, corr in zip((w, w1, w2), bspline_eval3(np.broadcast_to(k, (len(rows), len(k))), k0, h, coef)):
-            arr[rows] += corr
-    g = g_of(k[None, :], w, w1, w2)
-    bad_g = g < _BFLY_TOL
-    bfly = int(bad_g.sum()) + sum(int(sm.svi.lee > 2.0) for sm in smiles)
-    order = np.argsort(ts)
-    bad = bad_g.any(axis=0)
-    cal = 0
-    for i, j in zip(order[:-1], order[1:]):
-        atm = max(float(np.interp(0.0, k, w[j])), 1e-300)
-        crossed = w[j] - w[i] < -_CAL_TOL * atm
-        cal += int(crossed.sum())
-        bad |= crossed
+    bfly, cal, bad = engine_numba.arbitrage_scan(k, *_smile_arrays(smiles), np.argsort(ts), _BFLY_TOL, _CAL_TOL)
+    bfly += sum(int(sm.svi.lee > 2.0) for sm in smiles)
     return {"butterfly": bfly, "calendar": cal}, k[bad]
+
+
+def _smile_arrays(smiles: Sequence[Smile]) -> tuple[np.ndarray, ...]:
+    """``(svi, k0, h, coef, nb)``: the smiles as the compiled evaluators take them (``coef`` zero-padded)."""
+    nb = np.array([sm.nb for sm in smiles], dtype=np.int64)
+    coef = np.zeros((len(smiles), max(int(nb.max()), 1)))
+    for i, sm in enumerate(smiles):
+        coef[i, :sm.nb] = sm.coef
+    return (np.array([sm.svi.as_tuple() for sm in smiles]), np.array([sm.k0 for sm in smiles]),
+            np.array([sm.h for sm in smiles]), coef, nb)
+
+
+def _shifts(k: np.ndarray, pairs: Sequence[tuple[int, int]],
+            multipliers: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The calendar rows' multiplier shifts on the grid ``k`` (P, C), interpolated in ``k`` from ``multipliers``."""
+    out = np.zeros(k.shape)
+    for p, key in enumerate(pairs):
+        if key in multipliers:
+            at, shift = multipliers[key]
+            out[p] = np.interp(k[p], at, shift)
+    return out
+
+
+def _raised_multipliers(cal: engine.Calendar, smiles: Sequence[Smile],
+                        pairs: Sequence[tuple[int, int]]) -> dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]:
+    """The augmented-Lagrangian update ``shift <- max(0, shift + c)`` with ``c = (w_T1 - w_T2) / s_T2^2 + margin``
+    the constraint at the solution (Nocedal & Wright 2006, framework 17.4), for the pairs where some shift is
+    positive; ``k`` sorted and unique."""
+    out = {}
+    shift = np.zeros(cal.k.shape) if cal.shift is None else cal.shift
+    for p, key in enumerate(pairs):
+        k, first = np.unique(cal.k[p], return_index=True)
+        c = (smiles[p].w(k) - smiles[p + 1].w(k)) / cal.ws[p] + cal.margin
+        raised = np.maximum(shift[p][first] + c, 0.0)
+        if raised.any():
+            out[key] = (k, raised)
+    return out
 
 
 def _penalty_points(extra_k: np.ndarray) -> np.ndarray:
@@ -202,119 +222,118 @@ def _thin(points: np.ndarray) -> np.ndarray:
     return points[np.linspace(0, len(points) - 1, _MAX_EXTRA).round().astype(np.int64)]
 
 
-def _scale(sl: Slice) -> float:
-    """ATM total std from the fitted quotes (IV interpolated at k = 0)."""
-    m = sl.fitted
-    k, iv = sl.k[m], sl.target[m]
-    o = np.argsort(k)
-    atm = float(np.interp(0.0, k[o], iv[o]))
-    return max(atm * math.sqrt(sl.t), 1e-4)
+@dataclass(frozen=True)
+class _Stacked:
+    """The quotes of the fitted slices end to end: slice ``i`` is ``start[i]:start[i + 1]``."""
+
+    start: np.ndarray  # (S + 1,)
+    row: np.ndarray  # slice of each quote
+    t: np.ndarray  # (S,)
+    k: np.ndarray
+    target: np.ndarray
+    unc: np.ndarray
+    bid_iv: np.ndarray
+    ask_iv: np.ndarray
+
+    @classmethod
+    def of(cls, slices: Sequence[Slice]) -> "_Stacked":
+        sizes = np.array([len(sl.k) for sl in slices])
+        cols = (np.concatenate([getattr(sl, f) for sl in slices]) for f in ("k", "target", "unc", "bid_iv", "ask_iv"))
+        return cls(np.concatenate([[0], np.cumsum(sizes)]), np.repeat(np.arange(len(slices)), sizes),
+                   np.array([sl.t for sl in slices]), *cols)
+
+    @property
+    def fitted(self) -> np.ndarray:
+        return np.isfinite(self.target)
+
+    def scales(self) -> np.ndarray:
+        """ATM total std per slice from its fitted quotes (IV interpolated at k = 0)."""
+        atm = engine_numba.interp_each(0.0, self.k, self.target, self.start)
+        return np.maximum(atm * np.sqrt(self.t), 1e-4)
+
+    def knots(self, scales: np.ndarray, nb: int) -> list[tuple[float, float]]:
+        """``(z0, h)`` in z per slice: ``nb`` cubic B-splines over the fitted quotes, half a spacing beyond each end."""
+        z = np.where(self.fitted, self.k / scales[self.row], np.nan)
+        lo, hi = np.fmin.reduceat(z, self.start[:-1]), np.fmax.reduceat(z, self.start[:-1])
+        h = np.maximum(hi - lo, 1e-3) / (nb + 2)
+        return list(zip((lo - 0.5 * h).tolist(), h.tolist()))
+
+    def prior_centres(self, scales: np.ndarray) -> np.ndarray:
+        """Each smile's prior centre ``(ln v, ln b_z, 0, 0, 0)`` from a weighted quadratic near the money.
+
+        Per smile, ``w ~ c0 + c1 z + c2 z^2`` is fitted by weighted least squares (weights
+        ``1/unc^2``) on the fitted quotes with ``|z| <= 4`` (all of them when fewer than
+        three are that near); an SVI with ``sigma_z = 1`` and that curvature has ``b_z =
+        2 c2`` and minimum variance ``c0 - b_z (1 - sqrt(1 - rho^2))``. Skew and vertex are
+        centred at zero. All smiles in one compiled pass.
+        """
+        fit = self.fitted
+        z = np.where(fit, self.k / scales[self.row], 0.0)
+        w = np.where(fit, self.target, 0.0) ** 2 * self.t[self.row]
+        coef, solvable = engine_numba.near_money_quadratic(z, w, np.where(fit, 1.0 / self.unc ** 2, 0.0), self.start)
+        c0 = np.maximum(coef[:, 0], 1e-8)
+        c1 = np.where(solvable, coef[:, 1], 0.0)
+        c2 = np.maximum(np.where(solvable, coef[:, 2], 0.0), 0.02 * c0)
+        bz = np.maximum(2.0 * c2, 1e-3 * c0)
+        rho = np.clip(c1 / bz, -0.9, 0.9)
+        v = np.maximum(c0 - bz * (1.0 - np.sqrt(1.0 - rho * rho)), 0.05 * c0)
+        out = np.zeros((len(self.t), 5))
+        out[:, 0], out[:, 1] = np.log(v), np.log(bz)
+        return out
 
 
-def _prior_centres(slices: Sequence[Slice], scales: np.ndarray) -> np.ndarray:
-    """Each smile's prior centre ``(ln v, ln b_z, 0, 0, 0)`` from a weighted quadratic near the money.
+def _u_from_svi(svi: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The solver's ``u[:, :5]`` of raw SVI rows ``(a, b, rho, m, sigma)`` at scales ``s``."""
+    a, b, rho, m, sigma = svi.T
+    w_min = a + b * sigma * np.sqrt(1.0 - rho * rho)
+    rho = np.clip(rho, -0.998, 0.998)
+    return np.stack([np.log(np.maximum(w_min, 1e-10)), np.log(np.maximum(b * s, 1e-10)),
+                     np.arctanh(rho / engine.RHO_MAX), m / s, np.log(np.maximum(sigma / s, 1e-8))], axis=1)
 
-    Per smile, ``w ~ c0 + c1 z + c2 z^2`` is fitted by weighted least squares (weights
-    ``1/unc^2``) on the fitted quotes with ``|z| <= 4`` (all of them when fewer than
-    three are that near); an SVI with ``sigma_z = 1`` and that curvature has ``b_z =
-    2 c2`` and minimum variance ``c0 - b_z (1 - sqrt(1 - rho^2))``. Skew and vertex are
-    centred at zero. All smiles are solved at once (padded normal equations).
-    """
-    n = max(int(s.fitted.sum()) for s in slices)
-    S = len(slices)
-    z = np.zeros((S, n))
-    w = np.zeros((S, n))
-    wt = np.zeros((S, n))
-    for i, (sl, sc) in enumerate(zip(slices, scales)):
-        m = sl.fitted
-        c = int(m.sum())
-        z[i, :c] = sl.k[m] / sc
-        w[i, :c] = sl.target[m] ** 2 * sl.t
-        wt[i, :c] = 1.0 / sl.unc[m] ** 2
-    quoted = wt > 0
-    near = quoted & (np.abs(z) <= 4.0)
-    use = np.where((near.sum(axis=1) >= 3)[:, None], near, quoted)
-    wt = np.where(use, wt, 0.0)
-    c0 = np.where(wt.sum(axis=1) > 0, (wt * w).sum(axis=1) / np.maximum(wt.sum(axis=1), 1e-300), 1e-4)
-    x = np.stack([np.ones_like(z), z, z * z], axis=-1)  # (S, n, 3)
-    xtwx = np.einsum("sni,sn,snj->sij", x, wt, x)
-    xtwy = np.einsum("sni,sn,sn->si", x, wt, w)
-    zmin = np.where(use, z, np.inf).min(axis=1)
-    zmax = np.where(use, z, -np.inf).max(axis=1)
-    solvable = (use.sum(axis=1) >= 3) & (zmax > zmin) & (np.abs(np.linalg.det(xtwx)) > 1e-300)
-    coef = np.zeros((S, 3))
-    if solvable.any():
-        coef[solvable] = np.linalg.solve(xtwx[solvable], xtwy[solvable][..., None])[..., 0]
-    c0 = np.maximum(np.where(solvable, coef[:, 0], c0), 1e-8)
-    c1 = np.where(solvable, coef[:, 1], 0.0)
-    c2 = np.maximum(np.where(solvable, coef[:, 2], 0.0), 0.02 * c0)
-    bz = np.maximum(2.0 * c2, 1e-3 * c0)
-    rho = np.clip(c1 / bz, -0.9, 0.9)
-    v = np.maximum(c0 - bz * (1.0 - np.sqrt(1.0 - rho * rho)), 0.05 * c0)
-    out = np.zeros((S, 5))
-    out[:, 0], out[:, 1] = np.log(v), np.log(bz)
+
+def _smiles_from_u(u: np.ndarray, scales: np.ndarray, knots: Sequence[tuple[float, float]]) -> list[Smile]:
+    v, bz, rho, mz, sz, _ = engine.natural(u[:, :5])
+    b, sigma = bz / scales, sz * scales
+    a = v - b * sigma * np.sqrt(1.0 - rho * rho)
+    coef = u[:, 5:] * (scales * scales)[:, None]
+    out = []
+    for i, (ai, bi, ri, mi, si) in enumerate(zip(a.tolist(), b.tolist(), rho.tolist(), (mz * scales).tolist(),
+                                                 sigma.tolist())):
+        svi = SVIParams(a=ai, b=bi, rho=ri, m=mi, sigma=si)
+        c = tuple(coef[i].tolist())
+        out.append(Smile(svi=svi, k0=knots[i][0] * scales[i], h=knots[i][1] * scales[i], coef=c) if any(c)
+                   else Smile(svi=svi))
     return out
 
 
-def _u_from_svi(p: SVIParams, s: float) -> np.ndarray:
-    rho = float(np.clip(p.rho, -0.998, 0.998))
-    return np.array([math.log(max(p.w_min, 1e-10)), math.log(max(p.b * s, 1e-10)),
-                     math.atanh(rho / engine.RHO_MAX), p.m / s, math.log(max(p.sigma / s, 1e-8))])
-
-
-def _smile_from_u(u: np.ndarray, s: float, knots: tuple[float, float]) -> Smile:
-    v, bz, rho, mz, sz, _ = engine.natural(u[None, :5])
-    b, sigma, rho_f = float(bz[0]) / s, float(sz[0]) * s, float(rho[0])
-    svi = SVIParams(a=float(v[0]) - b * sigma * math.sqrt(1.0 - rho_f * rho_f), b=b, rho=rho_f,
-                    m=float(mz[0]) * s, sigma=sigma)
-    coef = tuple(float(c) * s * s for c in u[5:])
-    if not any(coef):
-        return Smile(svi=svi)
-    return Smile(svi=svi, k0=knots[0] * s, h=knots[1] * s, coef=coef)
-
-
-def _knots(sl: Slice, s: float, nb: int) -> tuple[float, float]:
-    """``(z0, h)`` in z: ``nb`` cubic B-splines over the fitted quotes, half a spacing beyond each end."""
-    z = sl.k[sl.fitted] / s
-    lo, hi = float(z.min()), float(z.max())
-    h = max(hi - lo, 1e-3) / (nb + 2)
-    return lo - 0.5 * h, h
-
-
-def _batch(slices: Sequence[Slice], scales: np.ndarray, knots: Sequence[tuple[float, float]], u0: np.ndarray,
+def _batch(q: _Stacked, scales: np.ndarray, knots: Sequence[tuple[float, float]], u0: np.ndarray,
            tau: np.ndarray, tau_c: np.ndarray, big_k: float, nb: int, cfg: FitConfig,
            extra_k: np.ndarray = np.empty(0)) -> engine.Batch:
     """The fitter's arrays; ``extra_k`` adds butterfly penalty points (in ``k``) to every smile's grid."""
-    n = max(len(s.k) for s in slices)
-    S = len(slices)
-    z = np.zeros((S, n))
-    tgt = np.zeros((S, n))
-    wd = np.zeros((S, n))
-    lo = np.full((S, n), -np.inf)
-    hi = np.full((S, n), np.inf)
-    wb = np.zeros((S, n))
+    S = len(q.t)
+    row, k, target, unc, bid, ask = q.row, q.k, q.target, q.unc, q.bid_iv, q.ask_iv
+    col = np.arange(len(row)) - q.start[row]
+    fit = np.isfinite(target)
+    shape = (S, int(np.diff(q.start).max()))
+    z, tgt, wd, wb = np.zeros(shape), np.zeros(shape), np.zeros(shape), np.zeros(shape)
+    lo, hi = np.full(shape, -np.inf), np.full(shape, np.inf)
+    z[row, col] = k / scales[row]
+    tgt[row, col] = np.where(fit, target, 0.0)
+    wd[row, col] = np.where(fit, 1.0 / unc, 0.0)
+    lo[row, col] = np.where(np.isfinite(bid), bid, -np.inf)
+    hi[row, col] = np.where(np.isfinite(ask), ask, np.inf)
+    wb[row, col] = math.sqrt(cfg.band_weight) / unc
     zg_k = np.concatenate([np.linspace(-big_k, big_k, 15), extra_k])
-    zg_z = np.linspace(-6.0, 6.0, 25)
-    zg = np.zeros((S, len(zg_z) + len(zg_k)))
-    sqrt_band = math.sqrt(cfg.band_weight)
-    for i, (sl, s) in enumerate(zip(slices, scales)):
-        m = len(sl.k)
-        z[i, :m] = sl.k / s
-        fit = sl.fitted
-        tgt[i, :m] = np.where(fit, sl.target, 0.0)
-        wd[i, :m] = np.where(fit, 1.0 / sl.unc, 0.0)
-        lo[i, :m] = np.where(np.isfinite(sl.bid_iv), sl.bid_iv, -np.inf)
-        hi[i, :m] = np.where(np.isfinite(sl.ask_iv), sl.ask_iv, np.inf)
-        wb[i, :m] = sqrt_band / sl.unc
-        zg[i] = np.concatenate([zg_z, zg_k / s])
+    zg = np.concatenate([np.broadcast_to(np.linspace(-6.0, 6.0, 25), (S, 25)), zg_k[None, :] / scales[:, None]],
+                        axis=1)
     if nb:
-        z0, h = (np.array(col)[:, None] for col in zip(*knots))
-        phi = bspline_basis(z, z0, h, nb)  # padding (z = 0) gets values too, weighted 0 by wd and wb
-        phig = np.stack(bspline_basis3(zg, z0, h, nb))
+        z0, h = (np.array(col) for col in zip(*knots))
+        phi = engine_numba.bspline_rows(z, z0, h, nb, 1)[0]  # padding (z = 0) gets values too, weighted 0
+        phig = engine_numba.bspline_rows(zg, z0, h, nb, 3)
     else:
-        phi = np.zeros((S, n, 0))
+        phi = np.zeros((S, shape[1], 0))
         phig = np.zeros((3, S, zg.shape[1], 0))
-    return engine.Batch(t=np.array([s.t for s in slices]), s=np.asarray(scales, dtype=np.float64), z=z, tgt=tgt,
+    return engine.Batch(t=q.t, s=np.asarray(scales, dtype=np.float64), z=z, tgt=tgt,
                         wd=wd, lo=lo, hi=hi, wb=wb, zg=zg, u0=u0, tau=tau, phi=phi, phig=phig, tau_c=tau_c,
                         tau_s=cfg.spline_tau, robust=cfg.robust_scale, g_floor=cfg.butterfly_floor)
 
@@ -327,25 +346,22 @@ def _calendar(scales: np.ndarray, knots: Sequence[tuple[float, float]], big_k: f
     short, long = np.arange(n - 1), np.arange(1, n)
     base = np.concatenate([np.linspace(-big_k, big_k, 21), extra_k])
     near = np.linspace(-6.0, 6.0, 21)
-    k = np.stack([np.concatenate([near * scales[i], base]) for i in short])
-
+    k = np.concatenate([near[None, :] * scales[short, None], np.broadcast_to(base, (n - 1, len(base)))], axis=1)
     z0, h = (np.array(col) for col in zip(*knots))
 
     def phis(rows):
         if not nb:
             return np.zeros((len(rows), k.shape[1], 0))
-        return bspline_basis(k / scales[rows, None], z0[rows, None], h[rows, None], nb)
+        return engine_numba.bspline_rows(k / scales[rows, None], z0[rows], h[rows], nb, 1)[0]
 
     return engine.Calendar(short=short, long=long, k=k, phi_short=phis(short), phi_long=phis(long),
                            ws=scales[long] ** 2, margin=margin, lam=lam)
 
 
 def _solvers(backend: str):
-    """``(solve_independent, solve_joint)`` of the numpy reference or the jitted JAX kernel."""
-    if backend == "jax":
-        from model.surface import engine_jax
-
-        return engine_jax.solve_independent, engine_jax.solve_joint
+    """``(solve_independent, solve_joint)`` of the compiled kernel or the numpy reference."""
+    if backend == "numba":
+        return engine_numba.solve_independent, engine_numba.solve_joint
     return engine.solve_independent, engine.solve_joint
 
 
@@ -423,30 +439,33 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
     usable.sort(key=lambda s: s.t)
     n = len(usable)
     nb = cfg.spline_basis if cfg.method == "svi_spline" else 0
-    scales = np.array([_scale(s) for s in usable])
-    k_max = max(float(np.abs(s.k[s.fitted]).max()) for s in usable)
+    stacked = _Stacked.of(usable)
+    n_targets = np.array([sl.n_targets for sl in usable])
+    scales = stacked.scales()
+    k_max = float(np.abs(stacked.k[stacked.fitted]).max())
     big_k = max(1.0, 1.25 * k_max)
     prev_by_exp = {s.expiry_ns: s.smile for s in prev.smiles} if prev is not None else {}
 
     u = np.zeros((n, 5 + nb))
-    u0 = _prior_centres(usable, scales)
+    u0 = stacked.prior_centres(scales)
     tau = np.tile(_TAU, (n, 1))
-    tau_c = np.array([cfg.spline_tau if s.n_targets >= cfg.spline_min_quotes else _TAU_OFF for s in usable])
-    knots = [_knots(sl, scales[i], nb) if nb else (0.0, 1.0) for i, sl in enumerate(usable)]
-    cold_rows: list[int] = []
-    for i, sl in enumerate(usable):
-        old = prev_by_exp.get(sl.expiry_ns)
-        if old is not None:
-            u[i, :5] = _u_from_svi(old.svi, scales[i])
-            if nb and old.nb == nb:  # keep the previous knots so the coefficients carry over
-                knots[i] = (old.k0 / scales[i], old.h / scales[i])
-                u[i, 5:] = np.asarray(old.coef) / scales[i] ** 2
-        else:
-            cold_rows.append(i)
+    tau_c = np.where(n_targets >= cfg.spline_min_quotes, cfg.spline_tau, _TAU_OFF)
+    knots = stacked.knots(scales, nb) if nb else [(0.0, 1.0)] * n
+    old = [prev_by_exp.get(sl.expiry_ns) for sl in usable]
+    warm_rows = [i for i, sm in enumerate(old) if sm is not None]
+    cold_rows = [i for i, sm in enumerate(old) if sm is None]
+    if warm_rows:
+        u[warm_rows, :5] = _u_from_svi(np.array([old[i].svi.as_tuple() for i in warm_rows]),  # type: ignore[union-attr]
+                                       scales[warm_rows])
+    for i in warm_rows:
+        sm = old[i]
+        if nb and sm.nb == nb:  # type: ignore[union-attr]  # keep the previous knots so the coefficients carry over
+            knots[i] = (sm.k0 / scales[i], sm.h / scales[i])  # type: ignore[union-attr]
+            u[i, 5:] = np.asarray(sm.coef) / scales[i] ** 2  # type: ignore[union-attr]
     iterations = 0
     if cold_rows:
         cold = np.array(cold_rows)
-        b = _batch([usable[i] for i in cold], scales[cold], [knots[i] for i in cold], u0[cold], tau[cold],
+        b = _batch(_Stacked.of([usable[i] for i in cold]), scales[cold], [knots[i] for i in cold], u0[cold], tau[cold],
                    tau_c[cold], big_k, nb, cfg)
         starts, _ = engine.quasi_explicit_starts(b, _N_STARTS)
         rows = np.repeat(cold, _N_STARTS)
@@ -459,9 +478,9 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
             u[i] = uc[sel[np.argmin(cc[sel])]]
     # sparse smiles borrow their shape from the nearest well-quoted expiry
     status = ["ok"] * n
-    rich = [i for i, s in enumerate(usable) if s.n_targets >= cfg.sparse_quotes]
+    rich = [i for i in range(n) if n_targets[i] >= cfg.sparse_quotes]
     for i, sl in enumerate(usable):
-        if sl.n_targets >= cfg.sparse_quotes:
+        if n_targets[i] >= cfg.sparse_quotes:
             continue
         if rich:
             j = min(rich, key=lambda r: abs(math.log(usable[r].t / sl.t)))
@@ -482,35 +501,43 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
     ts = [s.t for s in usable]
     k_check = check_grid(scales, k_max)
     warm_prev = prev is not None and not cold_rows
-    level = prev.continuation if warm_prev else 0  # type: ignore[union-attr]
+    level = 0
     extra_k = _thin(prev.penalty_k) if warm_prev else np.empty(0)  # type: ignore[union-attr]
+    pairs = [(usable[i].expiry_ns, usable[i + 1].expiry_ns) for i in range(n - 1)]
+    multipliers = dict(prev.multipliers) if prev is not None else {}
     for round_ in range(_ROUNDS):
         lam_c = _CAL_WEIGHTS[min(level, len(_CAL_WEIGHTS) - 1)]
         points = _penalty_points(extra_k)
-        b = _batch(usable, scales, knots, u0, tau, tau_c, big_k, nb, cfg, points)
+        b = _batch(stacked, scales, knots, u0, tau, tau_c, big_k, nb, cfg, points)
         cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, points) if n > 1 else None
+        if cal is not None:
+            cal.shift = _shifts(cal.k, pairs, multipliers)
         u, _, it = solver[1](u, b, cal, limit, cfg.tol)
         iterations += it
         u = np.array(u)
         u[:, 5:] *= (tau_c > _TAU_OFF)[:, None]  # a switched-off correction is exactly zero
-        smiles = [_smile_from_u(u[i], scales[i], knots[i]) for i in range(n)]
+        smiles = _smiles_from_u(u, scales, knots)
         counts, bad_k = _check(smiles, ts, k_check)
         if not (counts["butterfly"] or counts["calendar"]) or round_ == _ROUNDS - 1:
             break
+        if cal is not None:
+            multipliers.update(_raised_multipliers(cal, smiles, pairs))
         extra_k = _thin(np.union1d(extra_k, bad_k))
         level += 1
     if counts["butterfly"] or counts["calendar"]:
         smiles = _repair(smiles, k_check)
         counts = arbitrage_counts(smiles, ts, k_check)
+    w_fit = engine_numba.smile_values(stacked.k, stacked.start, *_smile_arrays(smiles))[0]
+    iv_fit = np.split(np.sqrt(np.maximum(w_fit, 0.0) / stacked.t[stacked.row]), stacked.start[1:-1])
     fits = tuple(
         SmileFit(expiry_ns=sl.expiry_ns, t=sl.t, forward=sl.forward, forward_source=sl.forward_source, smile=sm,
-                 status=st, data=sl, fitted_iv=sm.iv(sl.k, sl.t))
-        for sl, sm, st in zip(usable, smiles, status)
+                 status=st, data=sl, fitted_iv=iv)
+        for sl, sm, st, iv in zip(usable, smiles, status, iv_fit)
     )
     return SurfaceFit(now_ns=now_ns, smiles=fits, arbitrage=counts, dropped=dict(dropped), skipped=skipped,
-                      fit_ms=1e3 * (time.perf_counter() - t0), warm=n - len(set(cold_rows)), iterations=iterations,
-                      method=cfg.method, check_k=k_check, continuation=min(level, len(_CAL_WEIGHTS) - 1),
-                      penalty_k=extra_k)
+                      fit_ms=1e3 * (time.perf_counter() - t0), warm=len(warm_rows), iterations=iterations,
+                      method=cfg.method, check_k=k_check, continuation=round_,
+                      penalty_k=extra_k, multipliers={p: multipliers[p] for p in pairs if p in multipliers})
 
 
 class SurfaceFitter:
@@ -530,3 +557,21 @@ class SurfaceFitter:
         if fit.smiles:
             self.last = fit
         return fit
+
+
+def precompile() -> None:
+    """Compile the numba kernels (or load them from their on-disk cache) by fitting a SYNTHETIC chain cold and warm.
+
+    ``make install`` runs it once, so the first live refit or ``volcast surface`` call
+    does not pay the compile (about 20 s on 2 cores). The chain is three expiries of
+    Black-76 IVs from arbitrage-free raw SVI smiles: made up, and used for nothing else.
+    """
+    day = 86_400 * 10**9
+    quotes = []
+    for days, (a, b, rho, sigma) in ((3, (0.001, 0.03, -0.3, 0.05)), (10, (0.005, 0.05, -0.25, 0.1)),
+                                     (40, (0.02, 0.1, -0.2, 0.2))):
+        for k in np.linspace(-0.4, 0.4, 15) * math.sqrt(days / 30):
+            iv = math.sqrt((a + b * (rho * k + math.sqrt(k * k + sigma * sigma))) * 365 / days)
+            quotes.append(OptionQuote(expiry_ns=days * day, strike=100 * math.exp(k), is_call=k >= 0, ts_ns=0,
+                                      underlying_price=100.0, bid_iv=iv - 0.01, ask_iv=iv + 0.01, mark_iv=iv))
+    fit_surface(quotes, 0, prev=fit_surface(quotes, 0))

@@ -48,7 +48,7 @@ class LiveSurface:
     refit_every_ns : int
         Least time between refits; in between, the previous block is the nowcast.
     cfg : FitConfig, optional
-        Fit settings (the numpy engine by default: no compile at start).
+        Fit settings (the compiled engine by default; its kernels load from numba's disk cache).
     """
 
     def __init__(self, refit_every_ns: int = 5_000_000_000, cfg: FitConfig | None = None) -> None:

@@ -86,17 +86,45 @@ _FIELDS = ("expiry_ns", "strike", "is_call", "ts_ns", "underlying_price", "forwa
            "mark_iv", "bid_price", "ask_price", "mark_price")
 
 
+class _Columns(dict):
+    """Column arrays of the quotes, each converted on first use (``None`` becomes NaN).
+
+    Converting a column of Python floats costs tens of microseconds per thousand
+    quotes, so the price columns, which only prices-only sources need, are left as
+    they came unless somebody reads them.
+    """
+
+    def __init__(self, quotes: Sequence[OptionQuote]) -> None:
+        super().__init__()
+        # OptionQuote's fields are _FIELDS + symbol, in order
+        self._raw = dict(zip(_FIELDS + ("symbol",), zip(*map(msgspec.structs.astuple, quotes)))) if quotes else {}
+        self._n = len(quotes)
+
+    def __missing__(self, name: str) -> np.ndarray:
+        col = self._raw.get(name, ())
+        if name == "symbol":
+            out = np.array(col, dtype=object)
+        elif name in ("expiry_ns", "ts_ns"):
+            out = np.array(col, dtype=np.int64)
+        elif name == "is_call":
+            out = np.array(col, dtype=bool)
+        elif col.count(None) == self._n:
+            out = np.full(self._n, np.nan)
+        else:
+            out = np.array(col, dtype=np.float64)  # a float column turns None into NaN
+        self[name] = out
+        return out
+
+
 def quote_columns(quotes: Sequence[OptionQuote]) -> dict[str, np.ndarray]:
-    """Column arrays of the quotes; ``None`` becomes NaN."""
-    if not quotes:
-        return {f: np.empty(0) for f in _FIELDS} | {"symbol": np.empty(0, dtype=object)}
-    cols = list(zip(*map(msgspec.structs.astuple, quotes)))  # OptionQuote's fields are _FIELDS + symbol, in order
-    out: dict[str, np.ndarray] = {}
-    for f, col in zip(_FIELDS, cols):
-        dtype = np.int64 if f in ("expiry_ns", "ts_ns") else bool if f == "is_call" else np.float64
-        out[f] = np.array(col, dtype=dtype)  # a float column turns None into NaN
-    out["symbol"] = np.array(cols[-1], dtype=object)
-    return out
+    """Column arrays of the quotes by field name (and ``symbol``); ``None`` becomes NaN.
+
+    >>> from connectors.events import OptionQuote
+    >>> c = quote_columns([OptionQuote(expiry_ns=1, strike=100.0, is_call=True, ts_ns=0, bid_iv=0.5)])
+    >>> c["bid_iv"].tolist(), c["ask_iv"].tolist(), c["expiry_ns"].dtype.name
+    ([0.5], [nan], 'int64')
+    """
+    return _Columns(quotes)
 
 
 def _group_median(x: np.ndarray, group: np.ndarray, use: np.ndarray, n_groups: int) -> np.ndarray:
@@ -163,8 +191,10 @@ def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> 
     strike, is_call = c["strike"][idx], c["is_call"][idx]
     # Zero or negative IVs and prices mean an empty side.
     iv = {f: np.where(c[f][idx] > 0, c[f][idx], np.nan) for f in ("bid_iv", "ask_iv", "mark_iv")}
-    bid_px, ask_px, mark_px = (np.where(c[f][idx] > 0, c[f][idx], np.nan) for f in ("bid_price", "ask_price",
-                                                                                    "mark_price"))
+
+    def price(f: str) -> np.ndarray:
+        return np.where(c[f][idx] > 0, c[f][idx], np.nan)
+
     fwd_hint, und = c["forward"][idx], c["underlying_price"][idx]
     fwd_q = np.where(np.isfinite(fwd_hint), fwd_hint, und)
     fwd_q = np.where(fwd_q > 0, fwd_q, np.nan)
@@ -175,7 +205,8 @@ def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> 
     forward = np.where(np.isfinite(forward), forward, from_und)
     for e in np.flatnonzero(~np.isfinite(forward)):
         m = grp == e
-        forward[e], source[e] = _parity_forward(strike[m], is_call[m], bid_px[m], ask_px[m]), "parity"
+        forward[e], source[e] = _parity_forward(strike[m], is_call[m], price("bid_price")[m],
+                                                price("ask_price")[m]), "parity"
     no_forward = ~(np.isfinite(forward) & (forward > 0))
     if no_forward.any():
         dropped["no_forward"] += int(no_forward[grp].sum())
@@ -192,21 +223,24 @@ def build_slices(quotes: Sequence[OptionQuote], now_ns: int, cfg: FitConfig) -> 
     vendor = np.isfinite(iv["mark_iv"]) | np.isfinite(iv["bid_iv"]) | np.isfinite(iv["ask_iv"])
     invert = otm & ~vendor & ~no_forward[grp]
 
-    def ivs(given: np.ndarray, price: np.ndarray) -> np.ndarray:
-        need = invert & np.isfinite(price)
-        if not need.any():
-            return given
-        out = given.copy()
-        out[need] = implied_total_vol(price[need], k[need], is_call[need]) / sqrt_t[need]
-        return out
-
-    bid_iv = ivs(iv["bid_iv"], bid_px)
-    ask_iv = ivs(iv["ask_iv"], ask_px)
-    mark_iv = ivs(iv["mark_iv"], mark_px)
+    bid_iv, ask_iv, mark_iv = iv["bid_iv"], iv["ask_iv"], iv["mark_iv"]
     mid_iv = np.full(len(idx), np.nan)  # only needed where there is no mark
-    two = invert & ~np.isfinite(mark_iv) & np.isfinite(bid_px) & np.isfinite(ask_px) & (ask_px >= bid_px)
-    if two.any():
-        mid_iv[two] = implied_total_vol(0.5 * (bid_px[two] + ask_px[two]), k[two], is_call[two]) / sqrt_t[two]
+    two = np.zeros(len(idx), dtype=bool)  # quotes whose mid IV is the inversion of their mid price
+    if invert.any():
+        bid_px, ask_px, mark_px = price("bid_price"), price("ask_price"), price("mark_price")
+
+        def ivs(given: np.ndarray, px: np.ndarray) -> np.ndarray:
+            need = invert & np.isfinite(px)
+            if not need.any():
+                return given
+            out = given.copy()
+            out[need] = implied_total_vol(px[need], k[need], is_call[need]) / sqrt_t[need]
+            return out
+
+        bid_iv, ask_iv, mark_iv = ivs(bid_iv, bid_px), ivs(ask_iv, ask_px), ivs(mark_iv, mark_px)
+        two = invert & ~np.isfinite(mark_iv) & np.isfinite(bid_px) & np.isfinite(ask_px) & (ask_px >= bid_px)
+        if two.any():
+            mid_iv[two] = implied_total_vol(0.5 * (bid_px[two] + ask_px[two]), k[two], is_call[two]) / sqrt_t[two]
     two_iv = ~np.isfinite(mark_iv) & ~two & np.isfinite(bid_iv) & np.isfinite(ask_iv)
     mid_iv[two_iv] = 0.5 * (bid_iv[two_iv] + ask_iv[two_iv])
 

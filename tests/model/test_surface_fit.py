@@ -219,10 +219,10 @@ def test_plain_svi_method_is_available(schepal):
     assert fit.arbitrage == {"butterfly": 0, "calendar": 0}
 
 
-def test_jax_backend_gives_the_numpy_fit():
-    pytest.importorskip("jax")
+def test_numpy_reference_gives_the_compiled_fit():
     quotes, _ = _synthetic_chain(noise=0.003)
     a = fit_surface(quotes, 0)
-    b = fit_surface(quotes, 0, cfg=FitConfig(backend="jax"))
+    b = fit_surface(quotes, 0, cfg=FitConfig(backend="numpy"))
+    assert a.iterations == b.iterations
     for x, y in zip(a.smiles, b.smiles):
-        np.testing.assert_allclose(x.fitted_iv, y.fitted_iv, atol=1e-6)
+        np.testing.assert_allclose(x.fitted_iv, y.fitted_iv, atol=1e-9)

@@ -171,17 +171,3 @@ def test_calendar_jacobian_matches_finite_differences():
             dn[rows, i] -= 1e-6
             num[:, :, i] = (engine.calendar_residuals(up, b, cal, False) - engine.calendar_residuals(dn, b, cal, False)) / 2e-6
         np.testing.assert_allclose(jac, num, atol=1e-4 * (1 + np.abs(jac).max()))
-
-
-def test_jax_kernel_restates_the_numpy_residuals():
-    jax = pytest.importorskip("jax")
-    import jax.numpy as jnp
-
-    from model.surface import engine_jax
-
-    b, _ = _toy_batch()
-    u = _toy_u()
-    data, scal = engine_jax._pad_batch(b, 3, b.z.shape[1])
-    with jax.enable_x64(True):
-        r = np.asarray(engine_jax._res_v(jnp.asarray(u), *[jnp.asarray(x) for x in data], *scal))
-    np.testing.assert_allclose(r, engine.residuals(u, b, False), atol=1e-12)
