@@ -49,7 +49,6 @@ _N_STARTS = 2  # best quasi-explicit starts refined per cold smile
 _CAL_WEIGHTS = (1.0e3, 1.0e5, 1.0e7)  # calendar penalty weight of each refinement round (the last one repeats)
 _ROUNDS = 4  # joint solves at most, each adding the check grid's violations to the penalty grids
 _MAX_EXTRA = 96  # penalty points carried from round to round (and fit to fit), evenly thinned beyond
-_EXTRA_BUCKETS = (0, 16, 32, 64, 128)  # padded sizes of the added points (each size compiles once)
 _BFLY_TOL = -1e-9  # g below this on the check grid counts as a violation
 _CAL_TOL = 1e-10  # relative to the later expiry's ATM variance
 
@@ -207,12 +206,6 @@ def _raised_multipliers(cal: engine.Calendar, smiles: Sequence[Smile],
         if raised.any():
             out[key] = (k, raised)
     return out
-
-
-def _penalty_points(extra_k: np.ndarray) -> np.ndarray:
-    """``extra_k`` padded to its bucket size by repeating its own points (a repeat only weighs a point more)."""
-    size = next(b for b in _EXTRA_BUCKETS if b >= len(extra_k))
-    return np.resize(extra_k, size) if len(extra_k) else np.empty(0)
 
 
 def _thin(points: np.ndarray) -> np.ndarray:
@@ -507,9 +500,8 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
     multipliers = dict(prev.multipliers) if prev is not None else {}
     for round_ in range(_ROUNDS):
         lam_c = _CAL_WEIGHTS[min(level, len(_CAL_WEIGHTS) - 1)]
-        points = _penalty_points(extra_k)
-        b = _batch(stacked, scales, knots, u0, tau, tau_c, big_k, nb, cfg, points)
-        cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, points) if n > 1 else None
+        b = _batch(stacked, scales, knots, u0, tau, tau_c, big_k, nb, cfg, extra_k)
+        cal = _calendar(scales, knots, big_k, nb, cfg.calendar_margin, lam_c, extra_k) if n > 1 else None
         if cal is not None:
             cal.shift = _shifts(cal.k, pairs, multipliers)
         u, _, it = solver[1](u, b, cal, limit, cfg.tol)

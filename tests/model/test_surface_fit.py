@@ -226,3 +226,18 @@ def test_numpy_reference_gives_the_compiled_fit():
     assert a.iterations == b.iterations
     for x, y in zip(a.smiles, b.smiles):
         np.testing.assert_allclose(x.fitted_iv, y.fitted_iv, atol=1e-9)
+
+
+def test_calendar_multipliers_carry_the_constraint_into_the_next_fit(schepal):
+    from model.surface.bench import _replicate
+
+    quotes = _replicate(schepal.quotes)  # copies 12 h apart: a tight calendar that needs a second round cold
+    cold = fit_surface(quotes, schepal.now_ns)
+    assert cold.continuation == 1 and cold.multipliers
+    expiries = [s.expiry_ns for s in cold.smiles]
+    for (short, long), (k, shift) in cold.multipliers.items():
+        assert expiries.index(long) == expiries.index(short) + 1
+        assert np.all(np.diff(k) > 0) and (shift >= 0).all() and shift.max() > 0
+    warm = fit_surface(quotes, schepal.now_ns, prev=cold)  # starts at the first weight, with the multipliers
+    assert warm.continuation == 0 and warm.arbitrage == {"butterfly": 0, "calendar": 0}
+    assert warm.iterations < 15
