@@ -375,18 +375,18 @@ def _block_step(D, O, G, mu, ridge, delta):
             M[a, a] += mu * max(D[i, a, a], 1e-12) + ridge
         if i > 0:
             for a in range(P):
-                for b in range(P):
+                for b in range(a + 1):
                     x = 0.0
                     for q in range(P):
                         x += C[i - 1, a, q] * C[i - 1, b, q]
-                    M[a, b] -= x
+                    M[a, b] -= x  # the lower triangle is all _cholesky reads
         if not _cholesky(M, Ls[i]):
             return False
         if i < n - 1:  # C_i L_i^T = O_i^T, row by row: L_i C_i[r]^T = O_i^T[r]^T
             for r in range(P):
-                col = O[i, :, r].copy()
-                _forward(Ls[i], col)
-                C[i, r, :] = col
+                for a in range(P):
+                    C[i, r, a] = O[i, a, r]
+                _forward(Ls[i], C[i, r])
     y = -G.copy()
     for i in range(n):
         if i > 0:
