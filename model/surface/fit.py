@@ -14,10 +14,13 @@ The steps (docs/surface.md gives the reasoning):
    smiles with fewer than ``spline_min_quotes`` get no spline correction.
 4. One joint Levenberg-Marquardt over all smiles adds the calendar rows
    ``w_T2(k) >= w_T1(k)`` between consecutive expiries.
-5. The result is checked on a dense grid (:func:`arbitrage_counts`). A smile that
-   still has ``g(k) < 0`` there is blended toward a butterfly-free SSVI slice with
-   the same ATM variance and skew sign; a calendar crossing is removed by raising
-   the later smile's level. The counts reported are those after this repair.
+5. The result is checked on a dense grid (:func:`arbitrage_counts`). Where it finds
+   violations, the offending points join the penalty grids, the calendar rows'
+   augmented-Lagrangian multipliers are raised and the calendar weight grows, and
+   step 4 runs again (up to four rounds). A smile that still has ``g(k) < 0`` is then
+   blended toward a butterfly-free SSVI slice with the same ATM variance and skew
+   sign; a calendar crossing is removed by raising the later smile's level. The
+   counts reported are those after this repair.
 
 >>> fit = fit_surface([], now_ns=0)
 >>> fit.status, len(fit.smiles)
@@ -485,10 +488,11 @@ def fit_surface(quotes: Sequence[OptionQuote], now_ns: int, prev: SurfaceFit | N
         else:
             status[i] = "sparse: generic shape"
     # Joint stage, refined where the check finds violations: the check grid's offending
-    # points join the penalty grids (butterfly and calendar) and the calendar weight grows
-    # 100x, from where we are. Only the offending points are added, so the penalty grids
-    # stay small (uniformly denser grids cost as much per point everywhere). A warm fit
-    # starts with its predecessor's added points and weight.
+    # points join the penalty grids (butterfly and calendar), the calendar rows' multipliers
+    # are raised and the calendar weight grows 100x, from where we are. Only the offending
+    # points are added, so the penalty grids stay small (uniformly denser grids cost as
+    # much per point everywhere). A warm fit starts with its predecessor's added points and
+    # multipliers, at the first weight (a stiff start crawls when the quotes have moved).
     solver = _solvers(cfg.backend)
     limit = cfg.warm_iterations if not cold_rows else cfg.cold_iterations
     ts = [s.t for s in usable]
