@@ -120,7 +120,7 @@ def _mirror(A):
 
 @_kernel
 def _smile(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, i, tau_c, tau_s, robust, g_floor,
-           jac, A, G):
+           jac, A, G, scratch):
     """Cost of smile ``i`` (sum of squared residuals); with ``jac`` also ``A = J^T J``, ``G = J^T r``."""
     P = u.size
     nb = P - 5
@@ -133,10 +133,7 @@ def _smile(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, i, tau_c, ta
     sz = math.exp(u[4])
     cr = math.sqrt(1.0 - rho * rho)
     s2 = s * s
-    dw = np.zeros(P)
-    dwz = np.zeros(P)
-    dwzz = np.zeros(P)
-    row = np.zeros(P)
+    dw, dwz, dwzz, row = scratch[0], scratch[1], scratch[2], scratch[3]  # (4, P) work rows, reused
     if jac:
         A[:, :] = 0.0
         G[:] = 0.0
@@ -232,15 +229,14 @@ def _smile(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, i, tau_c, ta
 
 
 @_kernel
-def _calendar_pair(u1, u2, s1, s2, k, phi1, phi2, ws, offset, lam, seen, jac, A11, A22, A12, G1, G2):
+def _calendar_pair(u1, u2, s1, s2, k, phi1, phi2, ws, offset, lam, seen, jac, A11, A22, A12, G1, G2, scratch):
     """Cost of one pair's calendar rows; with ``jac`` adds their normal-equation blocks.
 
     ``seen`` marks the rows kept in the model, as :func:`model.surface.engine.calendar_residuals`.
     """
     P = u1.size
     nb = P - 5
-    dw1 = np.zeros(P)
-    dw2 = np.zeros(P)
+    dw1, dw2 = scratch[0], scratch[1]
     th1, th2 = math.tanh(u1[2]), math.tanh(u2[2])
     v1, bz1, mz1, sz1 = math.exp(u1[0]), math.exp(u1[1]), u1[3], math.exp(u1[4])
     v2, bz2, mz2, sz2 = math.exp(u2[0]), math.exp(u2[1]), u2[3], math.exp(u2[4])
@@ -291,17 +287,18 @@ def _calendar_pair(u1, u2, s1, s2, k, phi1, phi2, ws, offset, lam, seen, jac, A1
 def _joint(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, tau_c, tau_s, robust, g_floor,
            short, k_cal, phi_short, phi_long, ws, offset, lam, seen, jac, D, O, G):
     """Joint cost; with ``jac`` the block-tridiagonal normal equations: diagonal ``D``, upper ``O``, ``G``."""
-    n = u.shape[0]
+    n, P = u.shape
+    scratch = np.empty((4, P))  # work rows shared by every smile and pair (each fills what it reads)
     total = 0.0
     for i in range(n):
         total += _smile(u[i], t[i], s[i], z[i], tgt[i], wd[i], lo[i], hi[i], wb[i], zg[i], u0[i], tau[i], phi[i],
-                        phig, i, tau_c[i], tau_s, robust, g_floor, jac, D[i], G[i])
+                        phig, i, tau_c[i], tau_s, robust, g_floor, jac, D[i], G[i], scratch)
     if jac:
         O[:, :, :] = 0.0
     for p in range(short.size):
         a = short[p]
         total += _calendar_pair(u[a], u[a + 1], s[a], s[a + 1], k_cal[p], phi_short[p], phi_long[p], ws[p],
-                                offset[p], lam, seen[p], jac, D[a], D[a + 1], O[a], G[a], G[a + 1])
+                                offset[p], lam, seen[p], jac, D[a], D[a + 1], O[a], G[a], G[a + 1], scratch)
     if jac:
         for i in range(n):
             _mirror(D[i])
@@ -485,18 +482,19 @@ def _lm_independent(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, tau
     M = np.empty((P, P))
     L = np.zeros((P, P))
     u_try = np.empty(P)
+    scratch = np.empty((4, P))
     most = 0
     for i in range(S):
         ui = u[i]
         c = _smile(ui, t[i], s[i], z[i], tgt[i], wd[i], lo[i], hi[i], wb[i], zg[i], u0[i], tau[i], phi[i], phig, i,
-                   tau_c[i], tau_s, robust, g_floor, False, A, G)
+                   tau_c[i], tau_s, robust, g_floor, False, A, G, scratch)
         mu, nu = 1e-3, 2.0
         stale = True
         it = 0
         for it in range(1, iterations + 1):
             if stale:
                 _smile(ui, t[i], s[i], z[i], tgt[i], wd[i], lo[i], hi[i], wb[i], zg[i], u0[i], tau[i], phi[i], phig,
-                       i, tau_c[i], tau_s, robust, g_floor, True, A, G)
+                       i, tau_c[i], tau_s, robust, g_floor, True, A, G, scratch)
                 _mirror(A)
                 stale = False
             M[:, :] = A
@@ -516,7 +514,7 @@ def _lm_independent(u, t, s, z, tgt, wd, lo, hi, wb, zg, u0, tau, phi, phig, tau
                         pred -= step[a] * A[a, b] * step[b]
                 u_try[:] = ui + step
                 c_try = _smile(u_try, t[i], s[i], z[i], tgt[i], wd[i], lo[i], hi[i], wb[i], zg[i], u0[i], tau[i],
-                               phi[i], phig, i, tau_c[i], tau_s, robust, g_floor, False, M, step)
+                               phi[i], phig, i, tau_c[i], tau_s, robust, g_floor, False, M, step, scratch)
                 ok = math.isfinite(c_try) and c_try < c
                 if ok:
                     gain = c - c_try
