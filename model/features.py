@@ -144,7 +144,7 @@ class FeatureRow:
         for name, value in features.items():
             values[INDEX[name]] = value
             present[INDEX[name]] = True
-        return cls(instrument_id, ts_ns, _readonly(values), _readonly(present), synced)
+        return cls(instrument_id, ts_ns, readonly(values), readonly(present), synced)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FeatureRow):
@@ -164,7 +164,8 @@ class FeatureRow:
         return f"FeatureRow({self.instrument_id!r}, ts_ns={self.ts_ns}, synced={self.synced}, {shown})"
 
 
-def _readonly(a: np.ndarray) -> np.ndarray:
+def readonly(a: np.ndarray) -> np.ndarray:
+    """``a`` itself, made read-only: rows share their arrays, so nobody may write into them."""
     a.setflags(write=False)
     return a
 
@@ -359,8 +360,8 @@ class FeatureBuilder:
         return FeatureRow(
             self.instrument_id,
             self._step_end,
-            _readonly(values.astype(np.float32)),
-            _readonly(present),
+            readonly(values.astype(np.float32)),
+            readonly(present),
             not self._book_broken and self._mid_start is not None,
         )
 

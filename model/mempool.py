@@ -63,6 +63,7 @@ from typing import Literal
 import numpy as np
 
 from connectors.events import ChainHead, Event, FeedStatus, MempoolStats, MempoolTx
+from model.features import readonly
 
 Chain = Literal["ethereum", "bitcoin"]
 
@@ -137,11 +138,6 @@ class MempoolRow:
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}={float(v):.6g}" for n, v, p in zip(CHANNEL_NAMES, self.vector, self.present) if p)
         return f"MempoolRow({self.chain!r}, ts_ns={self.ts_ns}, {shown})"
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 class MempoolFeatures:
@@ -298,7 +294,7 @@ class MempoolFeatures:
                 self._put_stats(self._stats[1], put)
         present &= self._own
         vector[~present] = 0.0
-        return MempoolRow(self.chain, end, _readonly(vector), _readonly(present))
+        return MempoolRow(self.chain, end, readonly(vector), readonly(present))
 
     @staticmethod
     def _put_stats(stats: MempoolStats, put) -> None:
